@@ -1,0 +1,182 @@
+-- The tasker schema: templates, tasks, steps, their DAG edges, and the
+-- append-only state transition audit. pgmq (queues) is installed beside it
+-- from the pgmq crate's embedded SQL before these migrations run.
+
+CREATE SCHEMA IF NOT EXISTS tasker;
+
+-- The Rust enums in state.rs mirror these one to one.
+CREATE TYPE tasker.task_state AS ENUM (
+    'pending', 'initializing', 'enqueuing_steps', 'steps_in_process',
+    'evaluating_results', 'waiting_for_dependencies', 'waiting_for_retry',
+    'blocked_by_failures', 'complete', 'error', 'cancelled', 'resolved_manually'
+);
+
+CREATE TYPE tasker.step_state AS ENUM (
+    'pending', 'enqueued', 'in_progress', 'enqueued_for_orchestration',
+    'enqueued_as_error_for_orchestration', 'waiting_for_retry', 'complete',
+    'error', 'cancelled', 'resolved_manually'
+);
+
+CREATE TABLE tasker.namespaces (
+    namespace_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name         text NOT NULL UNIQUE,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- A task template, stored as the validated JSON of the YAML it came from.
+CREATE TABLE tasker.named_tasks (
+    named_task_uuid uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    namespace_id    integer NOT NULL REFERENCES tasker.namespaces,
+    name            text NOT NULL,
+    version         text NOT NULL,
+    template        jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (namespace_id, name, version)
+);
+
+CREATE TABLE tasker.tasks (
+    task_uuid       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    named_task_uuid uuid NOT NULL REFERENCES tasker.named_tasks,
+    context         jsonb NOT NULL DEFAULT '{}',
+    -- sha256 of template key + idempotency key (or context): creating the
+    -- same task twice returns the first one.
+    identity_hash   text NOT NULL UNIQUE,
+    priority        integer NOT NULL DEFAULT 0,
+    correlation_id  uuid,
+    initiator       text,
+    source_system   text,
+    reason          text,
+    tags            jsonb NOT NULL DEFAULT '{}',
+    complete        boolean NOT NULL DEFAULT false,
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    completed_at    timestamptz
+);
+CREATE INDEX tasks_named_task_idx ON tasker.tasks (named_task_uuid);
+CREATE INDEX tasks_correlation_idx ON tasker.tasks (correlation_id) WHERE correlation_id IS NOT NULL;
+
+CREATE TABLE tasker.workflow_steps (
+    workflow_step_uuid     uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    task_uuid              uuid NOT NULL REFERENCES tasker.tasks ON DELETE CASCADE,
+    name                   text NOT NULL,
+    step_type              text NOT NULL DEFAULT 'standard',
+    handler_callable       text NOT NULL,
+    handler_initialization jsonb NOT NULL DEFAULT '{}',
+    inputs                 jsonb,
+    results                jsonb,
+    -- the last failure: {"error_type", "message", "retryable"}
+    last_error             jsonb,
+    attempts               integer NOT NULL DEFAULT 0,
+    max_attempts           integer NOT NULL CHECK (max_attempts >= 1),
+    retryable              boolean NOT NULL,
+    backoff                text NOT NULL CHECK (backoff IN ('exponential', 'linear', 'fixed')),
+    backoff_base_ms        integer NOT NULL,
+    max_backoff_ms         integer NOT NULL,
+    timeout_seconds        integer NOT NULL,
+    next_retry_at          timestamptz,
+    -- pgmq message id of the claim in progress, so a duplicate message for
+    -- the same step can be told apart from the claimed one.
+    claim_msg_id           bigint,
+    last_attempted_at      timestamptz,
+    processed_at           timestamptz,
+    created_at             timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at             timestamptz NOT NULL DEFAULT clock_timestamp(),
+    UNIQUE (task_uuid, name)
+);
+
+CREATE TABLE tasker.workflow_step_edges (
+    from_step_uuid uuid NOT NULL REFERENCES tasker.workflow_steps ON DELETE CASCADE,
+    to_step_uuid   uuid NOT NULL REFERENCES tasker.workflow_steps ON DELETE CASCADE,
+    name           text NOT NULL DEFAULT 'provides',
+    PRIMARY KEY (from_step_uuid, to_step_uuid)
+);
+CREATE INDEX workflow_step_edges_to_idx ON tasker.workflow_step_edges (to_step_uuid);
+
+-- Append-only transition audit. The row with most_recent = true is the
+-- current state; a state change flips it in a compare-and-swap (see
+-- tasker.try_transition_task / tasker.try_transition_step).
+CREATE TABLE tasker.task_transitions (
+    task_transition_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_uuid          uuid NOT NULL REFERENCES tasker.tasks ON DELETE CASCADE,
+    from_state         tasker.task_state,
+    to_state           tasker.task_state NOT NULL,
+    metadata           jsonb NOT NULL DEFAULT '{}',
+    sort_key           integer NOT NULL,
+    most_recent        boolean NOT NULL,
+    -- clock_timestamp, not now(): several transitions in one transaction
+    -- keep their real order and spacing for the phase breakdown.
+    created_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    UNIQUE (task_uuid, sort_key)
+);
+CREATE UNIQUE INDEX task_transitions_current_idx ON tasker.task_transitions (task_uuid) WHERE most_recent;
+
+CREATE TABLE tasker.workflow_step_transitions (
+    workflow_step_transition_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_step_uuid          uuid NOT NULL REFERENCES tasker.workflow_steps ON DELETE CASCADE,
+    from_state                  tasker.step_state,
+    to_state                    tasker.step_state NOT NULL,
+    metadata                    jsonb NOT NULL DEFAULT '{}',
+    sort_key                    integer NOT NULL,
+    most_recent                 boolean NOT NULL,
+    created_at                  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    UNIQUE (workflow_step_uuid, sort_key)
+);
+CREATE UNIQUE INDEX workflow_step_transitions_current_idx
+    ON tasker.workflow_step_transitions (workflow_step_uuid) WHERE most_recent;
+
+-- One row per handler attempt that reported back (success or failure).
+CREATE TABLE tasker.workflow_step_result_audit (
+    audit_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_step_uuid uuid NOT NULL REFERENCES tasker.workflow_steps ON DELETE CASCADE,
+    task_uuid          uuid NOT NULL,
+    attempt            integer NOT NULL,
+    success            boolean NOT NULL,
+    execution_time_us  bigint,
+    worker_id          text,
+    error_type         text,
+    error_message      text,
+    retryable          boolean,
+    created_at         timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX workflow_step_result_audit_step_idx ON tasker.workflow_step_result_audit (workflow_step_uuid);
+
+-- The legal state changes. The Rust state machine (state.rs) holds the same
+-- table; a test checks the two agree pair by pair.
+CREATE TABLE tasker.task_state_rules (
+    from_state tasker.task_state NOT NULL,
+    to_state   tasker.task_state NOT NULL,
+    PRIMARY KEY (from_state, to_state)
+);
+INSERT INTO tasker.task_state_rules (from_state, to_state) VALUES
+    ('pending', 'initializing'), ('pending', 'cancelled'),
+    ('initializing', 'enqueuing_steps'), ('initializing', 'error'), ('initializing', 'cancelled'),
+    ('enqueuing_steps', 'steps_in_process'), ('enqueuing_steps', 'error'), ('enqueuing_steps', 'cancelled'),
+    ('steps_in_process', 'evaluating_results'), ('steps_in_process', 'cancelled'),
+    ('evaluating_results', 'enqueuing_steps'), ('evaluating_results', 'steps_in_process'),
+    ('evaluating_results', 'waiting_for_dependencies'), ('evaluating_results', 'waiting_for_retry'),
+    ('evaluating_results', 'blocked_by_failures'), ('evaluating_results', 'complete'),
+    ('evaluating_results', 'error'), ('evaluating_results', 'cancelled'),
+    ('waiting_for_dependencies', 'evaluating_results'), ('waiting_for_dependencies', 'cancelled'),
+    ('waiting_for_retry', 'evaluating_results'), ('waiting_for_retry', 'cancelled'),
+    ('blocked_by_failures', 'error'), ('blocked_by_failures', 'evaluating_results'),
+    ('blocked_by_failures', 'resolved_manually'), ('blocked_by_failures', 'cancelled'),
+    ('error', 'resolved_manually');
+
+CREATE TABLE tasker.step_state_rules (
+    from_state tasker.step_state NOT NULL,
+    to_state   tasker.step_state NOT NULL,
+    PRIMARY KEY (from_state, to_state)
+);
+INSERT INTO tasker.step_state_rules (from_state, to_state) VALUES
+    ('pending', 'enqueued'), ('pending', 'cancelled'), ('pending', 'resolved_manually'),
+    ('enqueued', 'in_progress'), ('enqueued', 'pending'), ('enqueued', 'cancelled'),
+    ('enqueued', 'resolved_manually'),
+    ('in_progress', 'enqueued_for_orchestration'), ('in_progress', 'enqueued_as_error_for_orchestration'),
+    ('in_progress', 'cancelled'), ('in_progress', 'resolved_manually'),
+    ('enqueued_for_orchestration', 'complete'), ('enqueued_for_orchestration', 'error'),
+    ('enqueued_as_error_for_orchestration', 'waiting_for_retry'),
+    ('enqueued_as_error_for_orchestration', 'error'),
+    ('waiting_for_retry', 'enqueued'), ('waiting_for_retry', 'cancelled'),
+    ('waiting_for_retry', 'resolved_manually'),
+    ('error', 'resolved_manually');

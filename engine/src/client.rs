@@ -1,0 +1,269 @@
+//! The in-process client: create tasks, read them back, and wait for a task
+//! to finish without polling (the engine notifies `tasker_task_finalized`
+//! when a task completes or errs). The REST API is a thin layer over it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::orchestration::{self, OrchestrationError, TaskCreated, TaskRequest};
+use crate::queue::TASK_FINALIZED_CHANNEL;
+use crate::state::{StepState, TaskState};
+use crate::telemetry::spawn_named;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Orchestration(#[from] OrchestrationError),
+    #[error("task {0} does not exist")]
+    TaskNotFound(Uuid),
+    #[error("task {task} did not finish within {timeout:?} (it is {state})")]
+    Timeout {
+        task: Uuid,
+        timeout: Duration,
+        state: TaskState,
+    },
+    #[error("the completion listener stopped")]
+    ListenerGone,
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TaskView {
+    pub task_uuid: Uuid,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub state: TaskState,
+    pub context: Value,
+    pub complete: bool,
+    pub priority: i32,
+    pub correlation_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub total_steps: i64,
+    pub completed_steps: i64,
+    pub failed_steps: i64,
+}
+
+/// A workflow step as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StepView {
+    pub workflow_step_uuid: Uuid,
+    pub name: String,
+    pub state: StepState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub results: Option<Value>,
+    pub last_error: Option<Value>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TransitionView {
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+type Waiters = Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<TaskState>>>>>;
+
+/// Creates and reads tasks, and waits for them to finish.
+#[derive(Clone)]
+pub struct TaskerClient {
+    pool: PgPool,
+    waiters: Waiters,
+}
+
+impl TaskerClient {
+    /// Connect the client and start its completion listener.
+    pub async fn new(pool: PgPool, shutdown: CancellationToken) -> Result<Self, ClientError> {
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(TASK_FINALIZED_CHANNEL).await?;
+        let waiters: Waiters = Arc::default();
+        let client = Self {
+            pool,
+            waiters: waiters.clone(),
+        };
+        let forwarder = client.clone();
+        spawn_named("task-completion-listener", async move {
+            forwarder.forward(listener, shutdown).await
+        });
+        Ok(client)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn create_task(&self, request: &TaskRequest) -> Result<TaskCreated, ClientError> {
+        Ok(orchestration::create_task(&self.pool, request).await?)
+    }
+
+    pub async fn get_task(&self, task: Uuid) -> Result<TaskView, ClientError> {
+        sqlx::query_as::<_, TaskView>(
+            "SELECT t.task_uuid, ns.name AS namespace, nt.name, nt.version,
+                    tasker.task_state_of(t.task_uuid) AS state, t.context, t.complete,
+                    t.priority, t.correlation_id, t.created_at, t.completed_at,
+                    (SELECT count(*) FROM tasker.workflow_steps s WHERE s.task_uuid = t.task_uuid) AS total_steps,
+                    (SELECT count(*) FROM tasker.workflow_steps s WHERE s.task_uuid = t.task_uuid
+                        AND tasker.step_state_of(s.workflow_step_uuid) IN ('complete', 'resolved_manually')) AS completed_steps,
+                    (SELECT count(*) FROM tasker.workflow_steps s WHERE s.task_uuid = t.task_uuid
+                        AND tasker.step_state_of(s.workflow_step_uuid) = 'error') AS failed_steps
+               FROM tasker.tasks t
+               JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+               JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
+              WHERE t.task_uuid = $1",
+        )
+        .bind(task)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ClientError::TaskNotFound(task))
+    }
+
+    /// The task's steps, in creation (template) order.
+    pub async fn list_steps(&self, task: Uuid) -> Result<Vec<StepView>, ClientError> {
+        let steps = sqlx::query_as::<_, StepView>(
+            "SELECT s.workflow_step_uuid, s.name, tasker.step_state_of(s.workflow_step_uuid) AS state,
+                    s.attempts, s.max_attempts, s.results, s.last_error, s.next_retry_at,
+                    s.created_at, s.processed_at
+               FROM tasker.workflow_steps s WHERE s.task_uuid = $1
+              ORDER BY s.created_at, s.name",
+        )
+        .bind(task)
+        .fetch_all(&self.pool)
+        .await?;
+        if steps.is_empty() {
+            self.get_task(task).await?;
+        }
+        Ok(steps)
+    }
+
+    pub async fn task_transitions(&self, task: Uuid) -> Result<Vec<TransitionView>, ClientError> {
+        Ok(sqlx::query_as::<_, TransitionView>(
+            "SELECT from_state::text, to_state::text, metadata, created_at
+               FROM tasker.task_transitions WHERE task_uuid = $1 ORDER BY sort_key",
+        )
+        .bind(task)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn step_transitions(&self, step: Uuid) -> Result<Vec<TransitionView>, ClientError> {
+        Ok(sqlx::query_as::<_, TransitionView>(
+            "SELECT from_state::text, to_state::text, metadata, created_at
+               FROM tasker.workflow_step_transitions WHERE workflow_step_uuid = $1 ORDER BY sort_key",
+        )
+        .bind(step)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn task_state(&self, task: Uuid) -> Result<TaskState, ClientError> {
+        let state: Option<TaskState> = sqlx::query_scalar("SELECT tasker.task_state_of($1)")
+            .bind(task)
+            .fetch_one(&self.pool)
+            .await?;
+        state.ok_or(ClientError::TaskNotFound(task))
+    }
+
+    /// Wait until the task is complete or in error and return that state.
+    /// Event driven: the waiter is registered before the state is read, so
+    /// a task finishing in between is seen one way or the other.
+    pub async fn wait_for_completion(&self, task: Uuid, timeout: Duration) -> Result<TaskState, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .expect("waiters lock")
+            .entry(task)
+            .or_default()
+            .push(tx);
+        let state = self.task_state(task).await?;
+        if state.is_final() {
+            self.waiters.lock().expect("waiters lock").remove(&task);
+            return Ok(state);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(state)) => Ok(state),
+            Ok(Err(_)) => Err(ClientError::ListenerGone),
+            Err(_) => {
+                self.waiters.lock().expect("waiters lock").remove(&task);
+                Err(ClientError::Timeout {
+                    task,
+                    timeout,
+                    state: self.task_state(task).await?,
+                })
+            }
+        }
+    }
+
+    /// Create a task and wait for it to finish.
+    pub async fn run_task(&self, request: &TaskRequest, timeout: Duration) -> Result<(Uuid, TaskState), ClientError> {
+        let created = self.create_task(request).await?;
+        let state = self.wait_for_completion(created.task_uuid, timeout).await?;
+        Ok((created.task_uuid, state))
+    }
+
+    async fn forward(&self, mut listener: PgListener, shutdown: CancellationToken) {
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    if let Some((task, state)) = parse_finalized(notification.payload()) {
+                        self.deliver(task, state);
+                    }
+                }
+                Ok(None) | Err(_) => self.recheck_waiters().await,
+            }
+        }
+    }
+
+    fn deliver(&self, task: Uuid, state: TaskState) {
+        let senders = self.waiters.lock().expect("waiters lock").remove(&task);
+        for sender in senders.into_iter().flatten() {
+            let _ = sender.send(state);
+        }
+    }
+
+    /// After the listener lost its connection, notifications may have been
+    /// missed: read the state of every awaited task instead.
+    async fn recheck_waiters(&self) {
+        let tasks: Vec<Uuid> = self.waiters.lock().expect("waiters lock").keys().copied().collect();
+        for task in tasks {
+            if let Ok(state) = self.task_state(task).await {
+                if state.is_final() {
+                    self.deliver(task, state);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn parse_finalized(payload: &str) -> Option<(Uuid, TaskState)> {
+    let (task, state) = payload.split_once(':')?;
+    let state = match state {
+        "complete" => TaskState::Complete,
+        "error" => TaskState::Error,
+        _ => return None,
+    };
+    Some((task.parse().ok()?, state))
+}

@@ -1,0 +1,284 @@
+//! Configuration: TOML with environment overrides.
+//!
+//! Layers, later wins: built-in defaults; `config/tasker.toml`; the
+//! environment's file `config/environments/<TASKER_ENV>.toml`; variables
+//! `TASKER__<SECTION>__<KEY>` (e.g. `TASKER__WORKER__CONCURRENCY=16`).
+//! Inside the files `${VAR}` and `${VAR:-default}` are replaced from the
+//! environment before parsing. `DATABASE_URL` sets `database.url`.
+//! Every channel size, pool size, batch size, timeout and poll interval
+//! lives here, not in code.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: ${{{var}}} is not set and has no default (write ${{{var}:-value}})")]
+    MissingVariable { path: PathBuf, var: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskerConfig {
+    pub database: DatabaseConfig,
+    pub orchestration: OrchestrationConfig,
+    pub worker: WorkerConfig,
+    pub api: ApiConfig,
+    pub templates: TemplatesConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL. None: the embedded mode starts a throwaway cluster.
+    pub url: Option<String>,
+    pub pool_size: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestrationConfig {
+    /// Result messages taken (and committed) together.
+    pub result_batch_size: i32,
+    /// Seconds a taken result message stays hidden from other orchestrators.
+    pub result_visibility_timeout_s: i32,
+    /// Safety-net poll when no notification arrives.
+    pub fallback_poll_ms: u64,
+    /// Capacity of the channel from the result processor to the retry timer.
+    pub retry_channel_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Worker id recorded in transitions and the result audit.
+    pub worker_id: Option<String>,
+    /// Namespaces served; empty: those of the handlers' templates.
+    pub namespaces: Vec<String>,
+    /// Handlers running at once (the semaphore bound).
+    pub concurrency: usize,
+    /// Most step messages claimed in one statement.
+    pub claim_batch_size: i32,
+    /// Seconds a claimed message stays hidden; must exceed the longest
+    /// handler timeout, or a slow step's message is seen again.
+    pub claim_visibility_timeout_s: i32,
+    /// Capacity of the completion channel (handler results to the submitter).
+    pub completion_channel_capacity: usize,
+    /// Most results submitted in one statement.
+    pub result_batch_size: usize,
+    pub fallback_poll_ms: u64,
+    /// Connections used for claims (with synchronous_commit = off).
+    pub claim_pool_size: u32,
+    /// Added to every handler run: a knob for testing the regression gate
+    /// (0 in production).
+    pub injected_delay_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// Directories of task template YAML files, loaded at start.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 10,
+            acquire_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for OrchestrationConfig {
+    fn default() -> Self {
+        Self {
+            result_batch_size: 32,
+            result_visibility_timeout_s: 30,
+            fallback_poll_ms: 5_000,
+            retry_channel_capacity: 1024,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: None,
+            namespaces: Vec::new(),
+            concurrency: 16,
+            claim_batch_size: 16,
+            claim_visibility_timeout_s: 60,
+            completion_channel_capacity: 256,
+            result_batch_size: 32,
+            fallback_poll_ms: 5_000,
+            claim_pool_size: 2,
+            injected_delay_us: 0,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_string(),
+        }
+    }
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self {
+            paths: vec![PathBuf::from("scenarios/templates")],
+        }
+    }
+}
+
+impl OrchestrationConfig {
+    pub fn fallback_poll(&self) -> Duration {
+        Duration::from_millis(self.fallback_poll_ms)
+    }
+}
+
+impl WorkerConfig {
+    pub fn fallback_poll(&self) -> Duration {
+        Duration::from_millis(self.fallback_poll_ms)
+    }
+}
+
+impl TaskerConfig {
+    /// Load `<dir>/tasker.toml` and `<dir>/environments/<env>.toml` (both
+    /// optional), then `TASKER__...` variables and `DATABASE_URL`.
+    pub fn load(dir: &Path, env: Option<&str>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&TaskerConfig::default())?);
+        let mut files = vec![dir.join("tasker.toml")];
+        if let Some(env) = env {
+            files.push(dir.join("environments").join(format!("{env}.toml")));
+        }
+        for path in files.into_iter().filter(|p| p.exists()) {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let text = substitute_env(&text, &path, |v| std::env::var(v).ok())?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("TASKER")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("worker.namespaces")
+                .with_list_parse_key("templates.paths")
+                .try_parsing(true),
+        );
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            builder = builder.set_override("database.url", url)?;
+        }
+        Ok(builder.build()?.try_deserialize()?)
+    }
+
+    /// Load from `TASKER_CONFIG_DIR` (default `config`) and `TASKER_ENV`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let dir = std::env::var("TASKER_CONFIG_DIR").unwrap_or_else(|_| "config".to_string());
+        let env = std::env::var("TASKER_ENV").ok();
+        Self::load(Path::new(&dir), env.as_deref())
+    }
+}
+
+/// Replace `${VAR}` and `${VAR:-default}` in `text`.
+fn substitute_env(
+    text: &str,
+    path: &Path,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let inner = &rest[start + 2..start + len];
+        let (var, default) = match inner.split_once(":-") {
+            Some((var, default)) => (var, Some(default)),
+            None => (inner, None),
+        };
+        match (lookup(var), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {
+                return Err(ConfigError::MissingVariable {
+                    path: path.to_path_buf(),
+                    var: var.to_string(),
+                })
+            }
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(var: &str) -> Option<String> {
+        (var == "SET").then(|| "yes".to_string())
+    }
+
+    #[test]
+    fn substitution_uses_the_variable_then_the_default() {
+        let path = Path::new("x.toml");
+        let text = "a = \"${SET}\"\nb = \"${UNSET:-fallback}\"\nc = \"${SET:-no}\"";
+        let out = substitute_env(text, path, lookup).unwrap();
+        assert_eq!(out, "a = \"yes\"\nb = \"fallback\"\nc = \"yes\"");
+    }
+
+    #[test]
+    fn a_missing_variable_without_default_names_file_and_variable() {
+        let err = substitute_env("a = \"${NOPE}\"", Path::new("conf/x.toml"), lookup).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("conf/x.toml") && message.contains("NOPE"), "{message}");
+    }
+
+    #[test]
+    fn environment_file_overrides_base_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tasker.toml"), "[worker]\nconcurrency = 4\n").unwrap();
+        std::fs::create_dir(dir.path().join("environments")).unwrap();
+        std::fs::write(
+            dir.path().join("environments/test.toml"),
+            "[worker]\nclaim_batch_size = 3\n",
+        )
+        .unwrap();
+        let config = TaskerConfig::load(dir.path(), Some("test")).unwrap();
+        assert_eq!(config.worker.concurrency, 4);
+        assert_eq!(config.worker.claim_batch_size, 3);
+        assert_eq!(config.orchestration.result_batch_size, 32);
+
+        std::fs::write(dir.path().join("tasker.toml"), "[worker]\nconcurency = 4\n").unwrap();
+        let err = TaskerConfig::load(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("concurency"), "{err}");
+    }
+}

@@ -1,0 +1,134 @@
+//! Connecting to PostgreSQL and bringing the schema up to date.
+//!
+//! `migrate` installs pgmq's SQL from the pgmq crate's embedded copy (no
+//! extension needed), then runs the `tasker` schema migrations. It holds an
+//! advisory lock while doing so, so several processes may start at once.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// Errors from connecting or migrating, naming what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("invalid database URL {url:?}: {source}")]
+    Url { url: String, source: sqlx::Error },
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("installing pgmq's SQL failed: {0}")]
+    Pgmq(String),
+    #[error("running the tasker migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// The migrations of the `tasker` schema, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Arbitrary key for the advisory lock that serializes migrations.
+const MIGRATION_LOCK_KEY: i64 = 0x7461_736b_6572; // "tasker"
+
+/// Settings for one connection pool.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+    /// `synchronous_commit = off` for every connection of this pool. Used
+    /// only for the worker's claims: a claim lost in a crash only makes its
+    /// message visible again after the visibility timeout.
+    pub asynchronous_commit: bool,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 1,
+            acquire_timeout: Duration::from_secs(10),
+            asynchronous_commit: false,
+        }
+    }
+}
+
+/// Parse a URL into connect options, with statement logging turned down:
+/// the hot path runs thousands of statements a second.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
+    let options: PgConnectOptions = url.parse().map_err(|source| DatabaseError::Url {
+        url: url.to_string(),
+        source,
+    })?;
+    Ok(options
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_millis(200)))
+}
+
+/// Open a pool. Statements are prepared once per connection and cached
+/// (sqlx's default), so the hot path sends only Bind/Execute.
+pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, DatabaseError> {
+    // search_path is pinned: with the default "$user", public, a role
+    // named like the `tasker` schema would find sqlx's bookkeeping table in
+    // a different schema once that schema exists. Everything of ours is
+    // schema-qualified anyway.
+    let mut options = connect_options(url)?
+        .application_name("tasker")
+        .options([("search_path", "public")]);
+    if settings.asynchronous_commit {
+        options = options.options([("synchronous_commit", "off")]);
+    }
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|source| DatabaseError::Connect {
+            url: redact(url),
+            source,
+        })
+}
+
+/// Install pgmq and run the tasker migrations, once, even when several
+/// processes call this at the same time.
+pub async fn migrate(pool: &PgPool) -> Result<(), DatabaseError> {
+    let mut lock_conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *lock_conn)
+        .await?;
+    let result = migrate_locked(pool).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *lock_conn)
+        .await?;
+    result
+}
+
+async fn migrate_locked(pool: &PgPool) -> Result<(), DatabaseError> {
+    pgmq::PGMQueueExt::new_with_pool(pool.clone())
+        .await
+        .install_sql_from_embedded()
+        .await
+        .map_err(|e| DatabaseError::Pgmq(e.to_string()))?;
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Check that the database answers (used by /health).
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    conn.ping().await
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,142 @@
+//! Embedded mode: orchestration, a worker and the client in one process,
+//! on a database given by URL or on a throwaway local cluster. Tests and
+//! the benchmark harness run the engine this way.
+
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ClientError, TaskerClient};
+use crate::config::TaskerConfig;
+use crate::database::{self, DatabaseError, PoolSettings};
+use crate::orchestration::{self, OrchestrationError, Orchestrator};
+use crate::postgres::{ClusterOptions, LocalCluster, PostgresError};
+use crate::template::TaskTemplate;
+use crate::worker::{HandlerRegistry, MissingHandler, Worker, WorkerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error(transparent)]
+    MissingHandler(#[from] MissingHandler),
+    #[error(transparent)]
+    Orchestration(#[from] OrchestrationError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("registering templates failed: {0}")]
+    Templates(sqlx::Error),
+    #[error("creating the database on the local cluster failed: {0}")]
+    CreateDatabase(sqlx::Error),
+}
+
+/// The whole engine in one process.
+pub struct Embedded {
+    pub client: TaskerClient,
+    pub pool: PgPool,
+    orchestrator: Orchestrator,
+    worker: Worker,
+    shutdown: CancellationToken,
+    // Declared last: dropped after everything that uses it.
+    cluster: Option<LocalCluster>,
+}
+
+impl Embedded {
+    /// Start a throwaway local PostgreSQL cluster and the engine on it.
+    pub async fn start_local(
+        cluster_options: &ClusterOptions,
+        config: TaskerConfig,
+        templates: &[TaskTemplate],
+        registry: HandlerRegistry,
+    ) -> Result<Self, EmbeddedError> {
+        let cluster = {
+            let options = cluster_options.clone();
+            tokio::task::spawn_blocking(move || LocalCluster::start(&options))
+                .await
+                .expect("cluster start does not panic")?
+        };
+        let mut admin = PgConnection::connect(&cluster.admin_url())
+            .await
+            .map_err(EmbeddedError::CreateDatabase)?;
+        sqlx::query("CREATE DATABASE tasker")
+            .execute(&mut admin)
+            .await
+            .map_err(EmbeddedError::CreateDatabase)?;
+        admin.close().await.map_err(EmbeddedError::CreateDatabase)?;
+        let url = cluster.url("tasker");
+        let mut embedded = Self::start(&url, config, templates, registry).await?;
+        embedded.cluster = Some(cluster);
+        Ok(embedded)
+    }
+
+    /// Start the engine on the database at `url`: migrate it, register the
+    /// templates, start orchestration and a worker for their namespaces.
+    pub async fn start(
+        url: &str,
+        config: TaskerConfig,
+        templates: &[TaskTemplate],
+        registry: HandlerRegistry,
+    ) -> Result<Self, EmbeddedError> {
+        for template in templates {
+            registry.check(template)?;
+        }
+        let settings = PoolSettings {
+            max_connections: config.database.pool_size,
+            acquire_timeout: std::time::Duration::from_millis(config.database.acquire_timeout_ms),
+            ..PoolSettings::default()
+        };
+        let pool = database::connect(url, &settings).await?;
+        database::migrate(&pool).await?;
+        orchestration::register_templates(&pool, templates)
+            .await
+            .map_err(EmbeddedError::Templates)?;
+        let claim_pool = database::connect(
+            url,
+            &PoolSettings {
+                max_connections: config.worker.claim_pool_size.max(1),
+                asynchronous_commit: true,
+                ..settings
+            },
+        )
+        .await?;
+        let namespaces = if config.worker.namespaces.is_empty() {
+            let mut namespaces: Vec<String> =
+                templates.iter().map(|t| t.namespace_name.clone()).collect();
+            namespaces.sort();
+            namespaces.dedup();
+            namespaces
+        } else {
+            config.worker.namespaces.clone()
+        };
+        let shutdown = CancellationToken::new();
+        let orchestrator = Orchestrator::start(pool.clone(), config.orchestration.clone()).await?;
+        let worker = Worker::start(pool.clone(), claim_pool, registry, config.worker.clone(), namespaces).await?;
+        let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
+        Ok(Self {
+            client,
+            pool,
+            orchestrator,
+            worker,
+            shutdown,
+            cluster: None,
+        })
+    }
+
+    /// The local cluster this instance started, if any.
+    pub fn cluster(&self) -> Option<&LocalCluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Stop the worker (its running handlers finish and report), then
+    /// orchestration, then the cluster if this instance started one.
+    pub async fn shutdown(self) {
+        self.worker.shutdown().await;
+        self.orchestrator.shutdown().await;
+        self.shutdown.cancel();
+        self.pool.close().await;
+        drop(self.cluster);
+    }
+}

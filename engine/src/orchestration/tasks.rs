@@ -1,0 +1,98 @@
+//! Task requests: creating a task from a registered template.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::OrchestrationError;
+
+/// A request to run a template. Creating the same request twice (same
+/// template and idempotency key, or same context when there is no key)
+/// returns the first task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequest {
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default = "empty_object")]
+    pub context: Value,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub correlation_id: Option<Uuid>,
+    #[serde(default)]
+    pub initiator: Option<String>,
+    #[serde(default)]
+    pub source_system: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default = "empty_object")]
+    pub tags: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl TaskRequest {
+    pub fn new(namespace: &str, name: &str, version: &str, context: Value) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            version: version.to_string(),
+            context,
+            idempotency_key: None,
+            priority: 0,
+            correlation_id: None,
+            initiator: None,
+            source_system: None,
+            reason: None,
+            tags: empty_object(),
+        }
+    }
+
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TaskCreated {
+    pub task_uuid: Uuid,
+    /// False when the request matched an existing task.
+    pub created: bool,
+    pub enqueued_steps: i32,
+}
+
+/// Create the task, its steps and edges, and enqueue its root steps: one
+/// statement, one transaction.
+pub async fn create_task(pool: &PgPool, request: &TaskRequest) -> Result<TaskCreated, OrchestrationError> {
+    sqlx::query_as::<_, TaskCreated>(
+        "SELECT * FROM tasker.create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&request.namespace)
+    .bind(&request.name)
+    .bind(&request.version)
+    .bind(&request.context)
+    .bind(&request.idempotency_key)
+    .bind(request.priority)
+    .bind(request.correlation_id)
+    .bind(&request.initiator)
+    .bind(&request.source_system)
+    .bind(&request.reason)
+    .bind(&request.tags)
+    .fetch_one(pool)
+    .await
+    .map_err(|error| match error.as_database_error().and_then(|e| e.code()) {
+        Some(code) if code == "TK004" => OrchestrationError::UnknownTemplate(format!(
+            "{}/{}@{}",
+            request.namespace, request.name, request.version
+        )),
+        _ => OrchestrationError::Sql(error),
+    })
+}

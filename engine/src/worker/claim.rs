@@ -1,0 +1,115 @@
+//! Claiming steps from one worker queue.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::WorkerConfig;
+use crate::queue;
+
+/// A step this worker owns until it reports a result.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ClaimedStep {
+    pub msg_id: i64,
+    pub task_uuid: Uuid,
+    pub workflow_step_uuid: Uuid,
+    pub step_name: String,
+    pub step_type: String,
+    pub handler_callable: String,
+    pub handler_initialization: serde_json::Value,
+    pub inputs: Option<serde_json::Value>,
+    pub task_context: serde_json::Value,
+    pub dependency_results: serde_json::Value,
+    pub attempt: i32,
+    pub timeout_seconds: i32,
+    pub child_step_names: Vec<String>,
+}
+
+/// A claimed step on its way to a handler, with the queue it came from and
+/// the permit that counts it against the concurrency bound.
+pub(crate) struct Dispatch {
+    pub step: ClaimedStep,
+    pub queue: Arc<str>,
+    pub permit: OwnedSemaphorePermit,
+}
+
+pub(crate) struct Claimer {
+    pub pool: PgPool,
+    pub queue: String,
+    pub wakeup: Arc<Notify>,
+    pub worker_id: String,
+    pub config: Arc<WorkerConfig>,
+    pub permits: Arc<Semaphore>,
+    pub dispatch: mpsc::Sender<Dispatch>,
+    pub shutdown: CancellationToken,
+}
+
+impl Claimer {
+    pub async fn run(self) {
+        let queue: Arc<str> = Arc::from(self.queue.as_str());
+        loop {
+            // Wait for room to run at least one handler, then claim as many
+            // steps as there is room for (up to the batch size).
+            let first = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                permit = self.permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let mut permits = vec![first];
+            while permits.len() < self.config.claim_batch_size.max(1) as usize {
+                match self.permits.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let wanted = permits.len();
+            let claimed = match self.claim(wanted).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(queue = %self.queue, %error, "claiming steps failed");
+                    drop(permits);
+                    if !queue::wait(&self.wakeup, self.config.fallback_poll(), &self.shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let drained = claimed.len() < wanted;
+            for step in claimed {
+                let permit = permits.pop().expect("one permit per claimed step");
+                let dispatch = Dispatch {
+                    step,
+                    queue: queue.clone(),
+                    permit,
+                };
+                if self.dispatch.send(dispatch).await.is_err() {
+                    return;
+                }
+            }
+            drop(permits);
+            // Only sleep once the queue came back short: a wake-up that
+            // arrived meanwhile is kept as a Notify permit, so the wait
+            // below returns at once and nothing is lost.
+            if drained
+                && !queue::wait(&self.wakeup, self.config.fallback_poll(), &self.shutdown).await
+            {
+                return;
+            }
+        }
+    }
+
+    async fn claim(&self, qty: usize) -> Result<Vec<ClaimedStep>, sqlx::Error> {
+        sqlx::query_as::<_, ClaimedStep>("SELECT * FROM tasker.claim_steps($1, $2, $3, $4)")
+            .bind(&self.queue)
+            .bind(self.config.claim_visibility_timeout_s)
+            .bind(qty as i32)
+            .bind(&self.worker_id)
+            .fetch_all(&self.pool)
+            .await
+    }
+}

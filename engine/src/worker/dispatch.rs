@@ -1,0 +1,157 @@
+//! Running handlers: each claimed step runs in its own task, bounded by the
+//! claimer's semaphore permit, under its timeout; a timeout, a panic and an
+//! error all become failure results with an error type.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::claim::{ClaimedStep, Dispatch};
+use super::handler::{HandlerError, HandlerRegistry, StepContext};
+
+/// The outcome of one handler run, on its way to the submitter.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub queue: Arc<str>,
+    pub msg_id: i64,
+    pub step_uuid: uuid::Uuid,
+    pub outcome: Result<Value, HandlerError>,
+    pub execution_time: Duration,
+    pub worker_id: Arc<str>,
+}
+
+pub(crate) struct Dispatcher {
+    pub registry: Arc<HandlerRegistry>,
+    pub completions: mpsc::Sender<Completion>,
+    pub worker_id: String,
+    pub injected_delay: Duration,
+}
+
+impl Dispatcher {
+    /// Fire and forget: each step is spawned and reports on the completion
+    /// channel; the dispatcher goes straight back to the dispatch channel.
+    pub async fn run(self, mut dispatch: mpsc::Receiver<Dispatch>) {
+        let worker_id: Arc<str> = Arc::from(self.worker_id.as_str());
+        while let Some(Dispatch {
+            step,
+            queue,
+            permit,
+        }) = dispatch.recv().await
+        {
+            let registry = self.registry.clone();
+            let completions = self.completions.clone();
+            let worker_id = worker_id.clone();
+            let injected_delay = self.injected_delay;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let msg_id = step.msg_id;
+                let step_uuid = step.workflow_step_uuid;
+                if !injected_delay.is_zero() {
+                    tokio::time::sleep(injected_delay).await;
+                }
+                let outcome = run_step(&registry, step).await;
+                let completion = Completion {
+                    queue,
+                    msg_id,
+                    step_uuid,
+                    outcome,
+                    execution_time: started.elapsed(),
+                    worker_id,
+                };
+                drop(permit);
+                // The submitter only goes away at shutdown, after draining.
+                let _ = completions.send(completion).await;
+            });
+        }
+    }
+}
+
+/// Resolve the handler and run it, turning every way it can go wrong into
+/// a `HandlerError` with a type.
+pub(crate) async fn run_step(registry: &HandlerRegistry, step: ClaimedStep) -> Result<Value, HandlerError> {
+    let Some(handler) = registry.get(&step.handler_callable) else {
+        return Err(HandlerError::permanent(
+            "HandlerNotFound",
+            format!(
+                "no handler registered for '{}' (step '{}')",
+                step.handler_callable, step.step_name
+            ),
+        ));
+    };
+    let timeout = Duration::from_secs(step.timeout_seconds.max(1) as u64);
+    let is_decision = step.step_type == "decision";
+    let context = step_context(step);
+    let run = AssertUnwindSafe(handler.call(&context)).catch_unwind();
+    let result = match tokio::time::timeout(timeout, run).await {
+        Err(_) => Err(HandlerError::retryable(
+            "HandlerTimeout",
+            format!("step '{}' did not finish within {timeout:?}", context.step_name),
+        )),
+        Ok(Err(panic)) => Err(HandlerError::permanent(
+            "HandlerPanic",
+            format!("step '{}' panicked: {}", context.step_name, panic_message(&panic)),
+        )),
+        Ok(Ok(result)) => result,
+    };
+    match result {
+        Ok(value) if is_decision => check_decision(&context, value),
+        other => other,
+    }
+}
+
+fn step_context(step: ClaimedStep) -> StepContext {
+    let dependency_results: HashMap<String, Value> = match step.dependency_results {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => HashMap::new(),
+    };
+    StepContext {
+        task_uuid: step.task_uuid,
+        step_uuid: step.workflow_step_uuid,
+        step_name: step.step_name,
+        task_context: step.task_context,
+        dependency_results,
+        initialization: step.handler_initialization,
+        inputs: step.inputs,
+        attempt: step.attempt.max(1) as u32,
+        child_steps: step.child_step_names,
+    }
+}
+
+/// A decision step's result must name the children it picks in
+/// `next_steps`; anything else would leave the task unable to go on.
+fn check_decision(context: &StepContext, value: Value) -> Result<Value, HandlerError> {
+    let invalid = |message: String| Err(HandlerError::permanent("InvalidDecision", message));
+    let Some(next) = value.get("next_steps").and_then(Value::as_array) else {
+        return invalid(format!(
+            "decision step '{}' must return {{\"next_steps\": [...]}} naming some of {:?}",
+            context.step_name, context.child_steps
+        ));
+    };
+    for name in next {
+        match name.as_str() {
+            Some(name) if context.child_steps.iter().any(|c| c == name) => {}
+            _ => {
+                return invalid(format!(
+                    "decision step '{}' chose {name}, which is not one of its next steps {:?}",
+                    context.step_name, context.child_steps
+                ))
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

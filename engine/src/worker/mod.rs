@@ -1,0 +1,126 @@
+//! The Rust worker: claims steps from its namespaces' queues, runs their
+//! handlers, and sends the results back to orchestration.
+//!
+//! Pipeline (all channels bounded, sizes in [`WorkerConfig`]):
+//!
+//! ```text
+//! claimer (one per queue) --dispatch channel--> dispatcher --spawn--> handler run
+//!      ^ semaphore permits (concurrency bound)                      |
+//!                                  submitter <--completion channel--+
+//! ```
+//!
+//! A claimer takes a permit for every step it claims, so no more than
+//! `concurrency` handlers run at once and nothing is claimed that cannot
+//! start. A claim and a batch of results are each one statement (see
+//! `tasker.claim_steps` / `tasker.submit_step_results`); the step's message
+//! is deleted in the same transaction that records its result.
+
+mod claim;
+mod dispatch;
+pub mod handler;
+mod results;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+use crate::queue::{worker_queue, Wakeups};
+use crate::telemetry::spawn_named;
+pub use handler::{HandlerError, HandlerRegistry, MissingHandler, StepContext, StepHandler};
+
+/// A running worker. Dropping the handle does not stop it; call `shutdown`.
+pub struct Worker {
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    worker_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("worker has no namespaces to serve (set worker.namespaces or load templates)")]
+    NoNamespaces,
+    #[error("cannot listen for step notifications: {0}")]
+    Listen(sqlx::Error),
+}
+
+impl Worker {
+    /// Start serving `namespaces`. `pool` carries results; `claim_pool`
+    /// carries claims (it may use asynchronous commit).
+    pub async fn start(
+        pool: PgPool,
+        claim_pool: PgPool,
+        registry: HandlerRegistry,
+        config: WorkerConfig,
+        namespaces: Vec<String>,
+    ) -> Result<Worker, WorkerError> {
+        if namespaces.is_empty() {
+            return Err(WorkerError::NoNamespaces);
+        }
+        let shutdown = CancellationToken::new();
+        let worker_id = config
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+        let queues: Vec<String> = namespaces.iter().map(|n| worker_queue(n)).collect();
+        let wakeups = Wakeups::listen(&pool, &queues, shutdown.clone())
+            .await
+            .map_err(WorkerError::Listen)?;
+
+        let config = Arc::new(config);
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let (dispatch_tx, dispatch_rx) = mpsc::channel(config.concurrency.max(1));
+        let (completion_tx, completion_rx) = mpsc::channel(config.completion_channel_capacity.max(1));
+
+        let mut tasks = Vec::new();
+        for queue in queues {
+            let claimer = claim::Claimer {
+                pool: claim_pool.clone(),
+                wakeup: wakeups.channel(&queue),
+                queue,
+                worker_id: worker_id.clone(),
+                config: config.clone(),
+                permits: permits.clone(),
+                dispatch: dispatch_tx.clone(),
+                shutdown: shutdown.clone(),
+            };
+            tasks.push(spawn_named("worker-claimer", claimer.run()));
+        }
+        drop(dispatch_tx);
+        let dispatcher = dispatch::Dispatcher {
+            registry: Arc::new(registry),
+            completions: completion_tx,
+            worker_id: worker_id.clone(),
+            injected_delay: std::time::Duration::from_micros(config.injected_delay_us),
+        };
+        tasks.push(spawn_named("worker-dispatcher", dispatcher.run(dispatch_rx)));
+        let submitter = results::Submitter {
+            pool,
+            batch_size: config.result_batch_size.max(1),
+            shutdown: shutdown.clone(),
+        };
+        tasks.push(spawn_named("worker-result-submitter", submitter.run(completion_rx)));
+        tracing::info!(%worker_id, ?namespaces, concurrency = config.concurrency, "worker started");
+        Ok(Worker {
+            shutdown,
+            tasks,
+            worker_id,
+        })
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Stop claiming; handlers already running finish and their results
+    /// are submitted before this returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! End-to-end tests of the engine on a real PostgreSQL: one throwaway
+//! cluster for this whole test binary (or DATABASE_URL), a fresh database
+//! per test. No mocks of the database or the queues.
+
+mod api;
+mod failures;
+mod scenarios;
+mod state_machine;
+mod templates;
+
+use std::time::Duration;
+
+use tasker_engine::config::TaskerConfig;
+use tasker_engine::testing::test_database;
+use tasker_engine::{Embedded, HandlerRegistry, TaskTemplate};
+
+/// Long enough for a slow CI machine, short enough to fail a stuck test.
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn test_config() -> TaskerConfig {
+    let mut config = TaskerConfig::default();
+    config.database.pool_size = 4;
+    config.worker.concurrency = 8;
+    config
+}
+
+/// The engine, embedded, on a fresh database.
+pub async fn start(templates: &[TaskTemplate], registry: HandlerRegistry) -> Embedded {
+    start_with(test_config(), templates, registry).await
+}
+
+pub async fn start_with(config: TaskerConfig, templates: &[TaskTemplate], registry: HandlerRegistry) -> Embedded {
+    let database = test_database().await.expect("test database");
+    Embedded::start(&database.url, config, templates, registry)
+        .await
+        .expect("engine starts")
+}
+
+pub fn scenario(name: &str) -> TaskTemplate {
+    tasker_scenarios::template(name).unwrap_or_else(|| panic!("scenario template {name}"))
+}

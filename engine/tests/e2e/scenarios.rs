@@ -1,0 +1,146 @@
+//! Every scenario completes with the arithmetically right result, and every
+//! step carries its full transition history.
+
+use serde_json::{json, Value};
+use tasker_engine::{StepState, TaskRequest, TaskState};
+use uuid::Uuid;
+
+use crate::{scenario, start, TASK_TIMEOUT};
+
+async fn run_scenario(template: &str, context: Value) -> (tasker_engine::Embedded, Uuid) {
+    let template = scenario(template);
+    let engine = start(std::slice::from_ref(&template), tasker_scenarios::registry()).await;
+    let request = TaskRequest::new(&template.namespace_name, &template.name, &template.version, context);
+    let (task, state) = engine.client.run_task(&request, TASK_TIMEOUT).await.expect("task runs");
+    assert_eq!(state, TaskState::Complete, "task {task} should complete");
+    (engine, task)
+}
+
+async fn result_of(engine: &tasker_engine::Embedded, task: Uuid, step: &str) -> Value {
+    let steps = engine.client.list_steps(task).await.unwrap();
+    let step = steps.iter().find(|s| s.name == step).unwrap_or_else(|| panic!("step {step}"));
+    step.results.clone().unwrap_or(Value::Null)
+}
+
+const COMPLETED_STEP_HISTORY: [&str; 5] = [
+    "pending",
+    "enqueued",
+    "in_progress",
+    "enqueued_for_orchestration",
+    "complete",
+];
+
+/// Each completed step went pending → enqueued → in_progress →
+/// enqueued_for_orchestration → complete, nothing else.
+async fn assert_full_history(engine: &tasker_engine::Embedded, task: Uuid) {
+    for step in engine.client.list_steps(task).await.unwrap() {
+        if step.state != StepState::Complete {
+            continue;
+        }
+        let history: Vec<String> = engine
+            .client
+            .step_transitions(step.workflow_step_uuid)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.to_state)
+            .collect();
+        assert_eq!(history, COMPLETED_STEP_HISTORY, "history of step {}", step.name);
+    }
+    let task_history: Vec<String> = engine
+        .client
+        .task_transitions(task)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.to_state)
+        .collect();
+    assert_eq!(
+        task_history.first().map(String::as_str),
+        Some("pending"),
+        "task history {task_history:?}"
+    );
+    assert_eq!(
+        task_history[task_history.len() - 2..],
+        ["evaluating_results", "complete"],
+        "task history {task_history:?}"
+    );
+}
+
+#[tokio::test]
+async fn linear_computes_n_to_the_16th() {
+    let (engine, task) = run_scenario("linear_workflow", json!({"even_number": 2})).await;
+    assert_eq!(result_of(&engine, task, "linear_step_4").await, json!(65536));
+    assert_eq!(result_of(&engine, task, "linear_step_1").await, json!(4));
+    assert_full_history(&engine, task).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn diamond_multiplies_both_branches() {
+    let (engine, task) = run_scenario("diamond_workflow", json!({"even_number": 3})).await;
+    assert_eq!(result_of(&engine, task, "diamond_end").await, json!(3u64.pow(8)));
+    assert_full_history(&engine, task).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn complex_dag_sums_three_branches() {
+    let (engine, task) = run_scenario("complex_dag_workflow", json!({"even_number": 2})).await;
+    assert_eq!(result_of(&engine, task, "dag_finalize").await, json!(3 * 2u64.pow(8)));
+    assert_full_history(&engine, task).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn hierarchical_tree_converges_four_leaves() {
+    let (engine, task) = run_scenario("hierarchical_tree_workflow", json!({"even_number": 2})).await;
+    assert_eq!(result_of(&engine, task, "tree_final_convergence").await, json!(2u64.pow(32)));
+    assert_full_history(&engine, task).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn conditional_takes_only_the_chosen_path() {
+    for (amount, approver, ran, skipped) in [
+        (500, "auto", vec!["auto_approve"], vec!["manager_approval", "finance_review", "executive_approval"]),
+        (3000, "manager", vec!["manager_approval"], vec!["auto_approve", "finance_review", "executive_approval"]),
+        (10000, "executive", vec!["finance_review", "executive_approval"], vec!["auto_approve", "manager_approval"]),
+    ] {
+        let (engine, task) = run_scenario("conditional_approval", json!({"amount": amount})).await;
+        assert_eq!(
+            result_of(&engine, task, "finalize_approval").await,
+            json!({"approved_amount": amount, "approver": approver})
+        );
+        let steps = engine.client.list_steps(task).await.unwrap();
+        for step in &steps {
+            let expected = if skipped.contains(&step.name.as_str()) {
+                StepState::Cancelled
+            } else {
+                StepState::Complete
+            };
+            assert_eq!(step.state, expected, "amount {amount}: step {}", step.name);
+        }
+        assert!(ran.iter().all(|r| steps.iter().any(|s| &s.name == r && s.attempts == 1)));
+        assert_full_history(&engine, task).await;
+        engine.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn many_tasks_at_once_all_complete() {
+    let template = scenario("diamond_workflow");
+    let engine = start(std::slice::from_ref(&template), tasker_scenarios::registry()).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let request = TaskRequest::new("diamond", "diamond_workflow", "1.0.0", json!({"even_number": 2}))
+            .with_idempotency_key(format!("concurrent-{i}"));
+        tasks.push(engine.client.create_task(&request).await.unwrap().task_uuid);
+    }
+    for task in tasks {
+        let state = engine.client.wait_for_completion(task, TASK_TIMEOUT).await.unwrap();
+        assert_eq!(state, TaskState::Complete);
+        assert_eq!(result_of(&engine, task, "diamond_end").await, json!(256));
+    }
+    engine.shutdown().await;
+}
