@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod orchestration;
 pub mod postgres;
 pub mod queue;
+pub mod service;
 pub mod state;
 pub mod telemetry;
 pub mod template;

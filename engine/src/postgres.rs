@@ -57,6 +57,10 @@ const PORT: u16 = 5432;
 /// looks for.
 const DIR_PREFIX: &str = "tasker-pg-";
 
+/// File in the cluster directory holding the pid of the process that
+/// created it, for the stale-directory sweep.
+const OWNER_FILE: &str = "owner.pid";
+
 /// Unix socket paths (`sun_path`) hold at most 107 bytes plus a NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -215,6 +219,9 @@ impl LocalCluster {
             .tempdir_in(&base)
             .map_err(|e| PostgresError::io("creating temporary directory in", &base, e))?;
         let dir = tmp.path().to_path_buf();
+        let owner = dir.join(OWNER_FILE);
+        fs::write(&owner, format!("{}\n", std::process::id()))
+            .map_err(|e| PostgresError::io("writing", &owner, e))?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(&dir, Some(uid.as_raw()), Some(gid.as_raw()))
                 .map_err(|e| PostgresError::io("changing owner to postgres of", &dir, e))?;
@@ -296,7 +303,9 @@ impl LocalCluster {
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Stops the server and removes the directory; idempotent. `quiet`
@@ -453,9 +462,13 @@ fn base_dir() -> PathBuf {
     }
 }
 
-/// Removes `tasker-pg-*` directories in `base` whose `data/postmaster.pid`
-/// names a process that no longer exists: leftovers of killed runs. Anything
-/// else (no pid file, unreadable, live or foreign process) is left alone.
+/// Removes leftovers of killed runs from `base`: `tasker-pg-*` directories
+/// whose `data/postmaster.pid` names a process that no longer exists, or,
+/// when there is no `postmaster.pid` (postgres removes it even on the
+/// immediate shutdown its death signal triggers), whose `owner.pid` names a
+/// process that no longer exists. Anything else (pid files missing or
+/// unreadable, live or foreign processes) is left alone; in particular a
+/// directory another process is still setting up.
 fn sweep_stale_dirs(base: &Path) {
     let Ok(entries) = fs::read_dir(base) else {
         return;
@@ -470,28 +483,40 @@ fn sweep_stale_dirs(base: &Path) {
             continue;
         }
         let dir = entry.path();
-        let Ok(pid_file) = fs::read_to_string(dir.join("data").join("postmaster.pid")) else {
-            continue;
+        let postmaster = dir.join("data").join("postmaster.pid");
+        let pid_file = if postmaster.exists() {
+            postmaster
+        } else {
+            dir.join(OWNER_FILE)
         };
-        let Some(pid) = pid_file
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse::<i32>().ok())
-            .filter(|&p| p > 0)
-        else {
+        let Some(pid) = read_pid(&pid_file) else {
             continue;
         };
         if process_exists(pid) {
             continue;
         }
         match fs::remove_dir_all(&dir) {
-            Ok(()) => tracing::info!(dir = %dir.display(), pid, "removed stale PostgreSQL directory"),
+            Ok(()) => {
+                tracing::info!(dir = %dir.display(), pid, "removed stale PostgreSQL directory")
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not remove stale PostgreSQL directory")
             }
         }
     }
+}
+
+/// First line of a pid file, if it is a positive number.
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&pid| pid > 0)
 }
 
 /// Whether a process with this pid exists (EPERM: it exists, not ours).
@@ -523,7 +548,14 @@ fn server_command(program: PathBuf, dir: &Path, run_as: RunAs, death_signal: Sig
     let mut cmd = Command::new(program);
     cmd.current_dir(dir).stdin(Stdio::null());
     // PGDATA etc. from the caller's environment must not leak in.
-    for var in ["PGDATA", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGOPTIONS"] {
+    for var in [
+        "PGDATA",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGOPTIONS",
+    ] {
         cmd.env_remove(var);
     }
     if let Some((uid, gid)) = run_as {
@@ -821,7 +853,10 @@ mod tests {
 
     async fn select_one(url: &str) -> i32 {
         let pool = pool(url).await;
-        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.unwrap();
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         pool.close().await;
         one
     }
@@ -843,9 +878,15 @@ mod tests {
         assert!(url.starts_with("postgres://tasker@localhost:5432/postgres?host=%2F"));
 
         let pool = pool(&url).await;
-        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.unwrap();
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         assert_eq!(one, 1);
-        let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await.unwrap();
+        let fsync: String = sqlx::query_scalar("SHOW fsync")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         assert_eq!(fsync, "off");
         let row = sqlx::query(
             "SELECT inet_server_addr() IS NULL AS unix_socket, current_user::text AS usr, \
@@ -867,14 +908,19 @@ mod tests {
         let shared = shared().expect("start shared cluster");
         let own = LocalCluster::start(&ClusterOptions::default()).expect("start own cluster");
         assert_ne!(own.socket_dir(), shared.socket_dir());
-        assert!(own.server_version().starts_with(|c: char| c.is_ascii_digit()));
+        assert!(own
+            .server_version()
+            .starts_with(|c: char| c.is_ascii_digit()));
 
         let (shared_url, own_url) = (shared.admin_url(), own.admin_url());
         let (a, b) = tokio::join!(select_one(&shared_url), select_one(&own_url));
         assert_eq!((a, b), (1, 1));
 
         let pool = pool(&own.admin_url()).await;
-        let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await.unwrap();
+        let fsync: String = sqlx::query_scalar("SHOW fsync")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         assert_eq!(fsync, "on");
         pool.close().await;
     }
@@ -892,7 +938,10 @@ mod tests {
             .unwrap();
         let work_mem: String = rt.block_on(async {
             let pool = pool(&cluster.admin_url()).await;
-            let v = sqlx::query_scalar("SHOW work_mem").fetch_one(&pool).await.unwrap();
+            let v = sqlx::query_scalar("SHOW work_mem")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
             pool.close().await;
             v
         });
@@ -947,10 +996,16 @@ mod tests {
     #[test]
     fn bogus_bindir_names_the_install_command() {
         let err = find_bindir(Some(Path::new("/nonexistent/tasker-pg-bin"))).unwrap_err();
-        assert!(matches!(err, PostgresError::BinariesNotFound { .. }), "{err:?}");
+        assert!(
+            matches!(err, PostgresError::BinariesNotFound { .. }),
+            "{err:?}"
+        );
         let msg = err.to_string();
         assert!(msg.contains("initdb, postgres"), "{msg}");
-        assert!(msg.contains("TASKER_PG_BINDIR=/nonexistent/tasker-pg-bin"), "{msg}");
+        assert!(
+            msg.contains("TASKER_PG_BINDIR=/nonexistent/tasker-pg-bin"),
+            "{msg}"
+        );
         assert!(msg.contains("apt-get install postgresql"), "{msg}");
     }
 
@@ -981,31 +1036,42 @@ mod tests {
     #[test]
     fn sweep_removes_only_dirs_of_dead_servers() {
         let base = tempfile::tempdir().unwrap();
-        let make = |name: &str, pid_file: Option<&str>| {
-            let data = base.path().join(name).join("data");
-            fs::create_dir_all(&data).unwrap();
-            if let Some(content) = pid_file {
-                fs::write(data.join("postmaster.pid"), content).unwrap();
-            }
-            base.path().join(name)
-        };
         // Above any pid_max, so no such process can exist.
-        let dead = make("tasker-pg-dead01", Some("999999999\n/some/data\n"));
-        let live = make("tasker-pg-live01", Some(&format!("{}\n", std::process::id())));
-        let no_pid = make("tasker-pg-nopid1", None);
-        let garbage = make("tasker-pg-junk01", Some("not a pid\n"));
-        let other = make("other-dir", Some("999999999\n"));
+        let dead = "999999999\n";
+        let alive = format!("{}\n", std::process::id());
+        let make = |name: &str, owner: Option<&str>, postmaster: Option<&str>| {
+            let dir = base.path().join(name);
+            fs::create_dir_all(dir.join("data")).unwrap();
+            if let Some(pid) = owner {
+                fs::write(dir.join(OWNER_FILE), pid).unwrap();
+            }
+            if let Some(pid) = postmaster {
+                fs::write(dir.join("data").join("postmaster.pid"), pid).unwrap();
+            }
+            dir
+        };
+        let dead_server = make("tasker-pg-dead01", Some(&alive), Some(dead));
+        let dead_owner = make("tasker-pg-dead02", Some(dead), None);
+        let live_server = make("tasker-pg-live01", Some(dead), Some(&alive));
+        let live_owner = make("tasker-pg-live02", Some(&alive), None);
+        let no_pids = make("tasker-pg-nopid1", None, None);
+        let garbage = make("tasker-pg-junk01", Some("junk"), Some("not a pid\n"));
+        let other = make("other-dir", Some(dead), Some(dead));
 
         sweep_stale_dirs(base.path());
-        assert!(!dead.exists());
-        for kept in [&live, &no_pid, &garbage, &other] {
+        assert!(!dead_server.exists());
+        assert!(!dead_owner.exists());
+        for kept in [&live_server, &live_owner, &no_pids, &garbage, &other] {
             assert!(kept.exists(), "{} was removed", kept.display());
         }
     }
 
     #[test]
     fn url_percent_encodes_socket_dir() {
-        assert_eq!(percent_encode("/tmp/tasker-pg-a_B~1"), "%2Ftmp%2Ftasker-pg-a_B~1");
+        assert_eq!(
+            percent_encode("/tmp/tasker-pg-a_B~1"),
+            "%2Ftmp%2Ftasker-pg-a_B~1"
+        );
         assert_eq!(percent_encode("a b+c"), "a%20b%2Bc");
     }
 

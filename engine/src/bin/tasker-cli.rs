@@ -1,1 +1,153 @@
-fn main() {}
+//! tasker-cli: validate templates, and create and read tasks through the
+//! REST API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use tasker_engine::template::TaskTemplate;
+use tasker_engine::TaskRequest;
+
+#[derive(Parser)]
+#[command(version, about = "Tasker command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Task templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Tasks, through a tasker-server's REST API.
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Check template files; exits 1 and prints every problem if any is bad.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Create a task from a registered template.
+    Create {
+        #[arg(long, env = "TASKER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "1.0.0")]
+        version: String,
+        /// The task context, as JSON.
+        #[arg(long, default_value = "{}")]
+        context: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Show a task, and its steps with --steps.
+    Get {
+        #[arg(long, env = "TASKER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        task_uuid: String,
+        #[arg(long)]
+        steps: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Template(TemplateCommand::Validate { files }) => validate(&files),
+        Command::Task(command) => task(command).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut bad = 0;
+    for file in files {
+        match TaskTemplate::load_file(file) {
+            Ok(template) => println!(
+                "ok: {} ({}, {} steps)",
+                file.display(),
+                template.key(),
+                template.steps.len()
+            ),
+            Err(error) => {
+                bad += 1;
+                eprintln!("{error}");
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("{bad} of {} template files are invalid", files.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::new();
+    match command {
+        TaskCommand::Create {
+            url,
+            namespace,
+            name,
+            version,
+            context,
+            idempotency_key,
+        } => {
+            let context: Value = serde_json::from_str(&context).context("--context is not valid JSON")?;
+            let mut request = TaskRequest::new(&namespace, &name, &version, context);
+            request.idempotency_key = idempotency_key;
+            let response = http
+                .post(format!("{url}/v1/tasks"))
+                .json(&request)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+            print_response(response).await
+        }
+        TaskCommand::Get { url, task_uuid, steps } => {
+            let path = if steps {
+                format!("{url}/v1/tasks/{task_uuid}/workflow_steps")
+            } else {
+                format!("{url}/v1/tasks/{task_uuid}")
+            };
+            let response = http
+                .get(path)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+            print_response(response).await
+        }
+    }
+}
+
+/// Print a successful body as pretty JSON; fail with the API's message.
+async fn print_response(response: reqwest::Response) -> anyhow::Result<ExitCode> {
+    let status = response.status();
+    let body: Value = response.json().await.context("the server's answer is not JSON")?;
+    if !status.is_success() {
+        let message = body["error"]["message"].as_str().unwrap_or("no message");
+        bail!("server answered {status}: {message}");
+    }
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,81 @@
-fn main() {}
+//! tasker-server: orchestration and the REST API.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tasker_engine::api::{app, ApiState};
+use tasker_engine::config::TaskerConfig;
+use tasker_engine::database::{self, PoolSettings};
+use tasker_engine::orchestration::{register_templates, Orchestrator};
+use tasker_engine::postgres::{ClusterOptions, LocalCluster};
+use tasker_engine::{service, telemetry, TaskerClient};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(version, about = "Tasker orchestration server and REST API")]
+struct Args {
+    /// Directory with tasker.toml and environments/<env>.toml.
+    #[arg(long, default_value_os_t = service::default_config_dir())]
+    config_dir: PathBuf,
+    /// Environment whose overrides to apply.
+    #[arg(long, env = "TASKER_ENV")]
+    env: Option<String>,
+    /// Address to listen on (overrides api.bind).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Start a throwaway PostgreSQL cluster instead of using database.url;
+    /// its URL is printed so workers can connect.
+    #[arg(long)]
+    local_postgres: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    telemetry::init();
+    if let Err(error) = run(Args::parse()).await {
+        eprintln!("Error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = TaskerConfig::load(&args.config_dir, args.env.as_deref())?;
+    if let Some(bind) = args.bind {
+        config.api.bind = bind;
+    }
+    let _cluster = if args.local_postgres {
+        let cluster = tokio::task::spawn_blocking(|| LocalCluster::start(&ClusterOptions::default())).await??;
+        config.database.url = Some(cluster.url("postgres"));
+        println!("PostgreSQL: {}", cluster.url("postgres"));
+        Some(cluster)
+    } else {
+        None
+    };
+    let url = service::database_url(&config)?;
+    let templates = service::load_templates(&config)?;
+    let settings = PoolSettings {
+        max_connections: config.database.pool_size,
+        ..PoolSettings::default()
+    };
+    let pool = database::connect(&url, &settings).await?;
+    database::migrate(&pool).await?;
+    register_templates(&pool, &templates).await.context("registering templates")?;
+    tracing::info!(templates = templates.len(), "templates registered");
+
+    let orchestrator = Orchestrator::start(pool.clone(), config.orchestration.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(&config.api.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (api.bind / --bind)", config.api.bind))?;
+    println!("tasker-server listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(ApiState { client }))
+        .with_graceful_shutdown(service::shutdown_signal())
+        .await
+        .context("serving the API")?;
+    orchestrator.shutdown().await;
+    shutdown.cancel();
+    pool.close().await;
+    Ok(())
+}

@@ -1,1 +1,146 @@
-//! (in progress)
+//! State changes: the Rust and SQL rules agree, illegal transitions and lost
+//! compare-and-swaps are refused without touching the history, and
+//! creating the same task twice returns the same task.
+
+use serde_json::json;
+use sqlx::PgPool;
+use tasker_engine::orchestration::{create_task, register_templates};
+use tasker_engine::state::{transition_step, transition_task, StateError};
+use tasker_engine::testing::test_database;
+use tasker_engine::{database, StepState, TaskRequest, TaskState};
+use uuid::Uuid;
+
+use crate::scenario;
+
+/// A migrated database with the linear template and one task created but
+/// no orchestrator or worker running: the task stays where it is.
+async fn idle_task() -> (PgPool, Uuid) {
+    let database = test_database().await.unwrap();
+    let pool = database::connect(&database.url, &Default::default()).await.unwrap();
+    database::migrate(&pool).await.unwrap();
+    register_templates(&pool, &[scenario("linear_workflow")]).await.unwrap();
+    let request = TaskRequest::new("linear", "linear_workflow", "1.0.0", json!({"even_number": 2}));
+    let task = create_task(&pool, &request).await.unwrap().task_uuid;
+    (pool, task)
+}
+
+async fn first_step(pool: &PgPool, task: Uuid) -> Uuid {
+    sqlx::query_scalar("SELECT workflow_step_uuid FROM tasker.workflow_steps WHERE task_uuid = $1 AND name = 'linear_step_1'")
+        .bind(task)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn step_history(pool: &PgPool, step: Uuid) -> Vec<(String, bool)> {
+    sqlx::query_as(
+        "SELECT to_state::text, most_recent FROM tasker.workflow_step_transitions
+          WHERE workflow_step_uuid = $1 ORDER BY sort_key",
+    )
+    .bind(step)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rust_and_sql_transition_rules_agree() {
+    let (pool, _) = idle_task().await;
+    let task_rules: Vec<(TaskState, TaskState)> =
+        sqlx::query_as("SELECT from_state, to_state FROM tasker.task_state_rules")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for from in TaskState::ALL {
+        for to in TaskState::ALL {
+            assert_eq!(
+                from.can_transition_to(to),
+                task_rules.contains(&(from, to)),
+                "task {from} -> {to}"
+            );
+        }
+    }
+    let step_rules: Vec<(StepState, StepState)> =
+        sqlx::query_as("SELECT from_state, to_state FROM tasker.step_state_rules")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for from in StepState::ALL {
+        for to in StepState::ALL {
+            assert_eq!(
+                from.can_transition_to(to),
+                step_rules.contains(&(from, to)),
+                "step {from} -> {to}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn illegal_transitions_are_refused_and_history_is_untouched() {
+    let (pool, task) = idle_task().await;
+    let step = first_step(&pool, task).await;
+    let before = step_history(&pool, step).await;
+    assert_eq!(before, [("pending".into(), false), ("enqueued".into(), true)]);
+
+    let refused = transition_step(&pool, step, StepState::Enqueued, StepState::Complete, json!({})).await;
+    assert!(matches!(refused, Err(StateError::IllegalTransition(ref m)) if m.contains("enqueued -> complete")), "{refused:?}");
+    let refused = transition_task(&pool, task, TaskState::StepsInProcess, TaskState::Complete, json!({})).await;
+    assert!(matches!(refused, Err(StateError::IllegalTransition(_))), "{refused:?}");
+    // Legal pair, wrong current state: the CAS fails and names the real state.
+    let refused = transition_step(&pool, step, StepState::Pending, StepState::Enqueued, json!({})).await;
+    assert!(matches!(refused, Err(StateError::Mismatch(ref m)) if m.contains("is in state enqueued")), "{refused:?}");
+    assert_eq!(step_history(&pool, step).await, before);
+
+    transition_step(&pool, step, StepState::Enqueued, StepState::InProgress, json!({"by": "test"}))
+        .await
+        .unwrap();
+    let after = step_history(&pool, step).await;
+    assert_eq!(after.last(), Some(&("in_progress".to_string(), true)));
+    assert_eq!(after.iter().filter(|(_, current)| *current).count(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_transitions_from_one_state_let_exactly_one_win() {
+    let (pool, task) = idle_task().await;
+    let step = first_step(&pool, task).await;
+    let attempts = (0..8).map(|_| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            transition_step(&pool, step, StepState::Enqueued, StepState::InProgress, json!({})).await
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let won = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+    let lost = results.iter().filter(|r| matches!(r, Ok(Err(StateError::Mismatch(_))))).count();
+    assert_eq!((won, lost), (1, 7));
+    assert_eq!(step_history(&pool, step).await.len(), 3);
+}
+
+#[tokio::test]
+async fn creating_the_same_task_twice_returns_the_same_task() {
+    let (pool, first) = idle_task().await;
+    // Same template, same context, no idempotency key: same identity.
+    let again = TaskRequest::new("linear", "linear_workflow", "1.0.0", json!({"even_number": 2}));
+    let second = create_task(&pool, &again).await.unwrap();
+    assert_eq!((second.task_uuid, second.created, second.enqueued_steps), (first, false, 0));
+
+    let keyed = again.clone().with_idempotency_key("order-17");
+    let third = create_task(&pool, &keyed).await.unwrap();
+    assert!(third.created);
+    assert_ne!(third.task_uuid, first);
+    let fourth = create_task(&pool, &keyed).await.unwrap();
+    assert_eq!((fourth.task_uuid, fourth.created), (third.task_uuid, false));
+
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks").fetch_one(&pool).await.unwrap();
+    let steps: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_steps").fetch_one(&pool).await.unwrap();
+    assert_eq!((tasks, steps), (2, 8));
+}
+
+#[tokio::test]
+async fn creating_a_task_of_an_unknown_template_names_it() {
+    let (pool, _) = idle_task().await;
+    let request = TaskRequest::new("linear", "no_such_workflow", "9.9.9", json!({}));
+    let error = create_task(&pool, &request).await.unwrap_err().to_string();
+    assert!(error.contains("linear/no_such_workflow@9.9.9"), "{error}");
+}

@@ -1,0 +1,54 @@
+//! Running the engine as a long-lived process: what the binaries share.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::config::TaskerConfig;
+use crate::template::{self, TaskTemplate};
+
+/// Resolve when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Load and validate every template under the configured directories.
+pub fn load_templates(config: &TaskerConfig) -> anyhow::Result<Vec<TaskTemplate>> {
+    let mut templates = Vec::new();
+    for dir in &config.templates.paths {
+        let loaded = template::load_dir(dir)
+            .with_context(|| format!("loading templates from {} (templates.paths)", dir.display()))?;
+        templates.extend(loaded);
+    }
+    Ok(templates)
+}
+
+/// The configured database URL, or an error saying how to set one.
+pub fn database_url(config: &TaskerConfig) -> anyhow::Result<String> {
+    config.database.url.clone().context(
+        "no database configured: set DATABASE_URL (or database.url in config/tasker.toml), \
+         or pass --local-postgres to start a throwaway cluster",
+    )
+}
+
+/// `--config-dir` default: `TASKER_CONFIG_DIR` or `config`.
+pub fn default_config_dir() -> PathBuf {
+    std::env::var_os("TASKER_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("config"))
+}
