@@ -55,10 +55,18 @@ impl IntoResponse for ApiError {
             Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m),
             Self::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".to_string(),
+                )
             }
         };
-        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
     }
 }
 
@@ -95,12 +103,18 @@ async fn create_task(
     Ok((status, Json(created)).into_response())
 }
 
-async fn get_task(State(state): State<ApiState>, Path(task): Path<String>) -> Result<Response, ApiError> {
+async fn get_task(
+    State(state): State<ApiState>,
+    Path(task): Path<String>,
+) -> Result<Response, ApiError> {
     let task = parse_uuid(&task)?;
     Ok(Json(state.client.get_task(task).await?).into_response())
 }
 
-async fn list_steps(State(state): State<ApiState>, Path(task): Path<String>) -> Result<Response, ApiError> {
+async fn list_steps(
+    State(state): State<ApiState>,
+    Path(task): Path<String>,
+) -> Result<Response, ApiError> {
     let task = parse_uuid(&task)?;
     Ok(Json(state.client.list_steps(task).await?).into_response())
 }

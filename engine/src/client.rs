@@ -185,7 +185,11 @@ impl TaskerClient {
     /// Wait until the task is complete or in error and return that state.
     /// Event driven: the waiter is registered before the state is read, so
     /// a task finishing in between is seen one way or the other.
-    pub async fn wait_for_completion(&self, task: Uuid, timeout: Duration) -> Result<TaskState, ClientError> {
+    pub async fn wait_for_completion(
+        &self,
+        task: Uuid,
+        timeout: Duration,
+    ) -> Result<TaskState, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -213,7 +217,11 @@ impl TaskerClient {
     }
 
     /// Create a task and wait for it to finish.
-    pub async fn run_task(&self, request: &TaskRequest, timeout: Duration) -> Result<(Uuid, TaskState), ClientError> {
+    pub async fn run_task(
+        &self,
+        request: &TaskRequest,
+        timeout: Duration,
+    ) -> Result<(Uuid, TaskState), ClientError> {
         let created = self.create_task(request).await?;
         let state = self.wait_for_completion(created.task_uuid, timeout).await?;
         Ok((created.task_uuid, state))
@@ -246,7 +254,13 @@ impl TaskerClient {
     /// After the listener lost its connection, notifications may have been
     /// missed: read the state of every awaited task instead.
     async fn recheck_waiters(&self) {
-        let tasks: Vec<Uuid> = self.waiters.lock().expect("waiters lock").keys().copied().collect();
+        let tasks: Vec<Uuid> = self
+            .waiters
+            .lock()
+            .expect("waiters lock")
+            .keys()
+            .copied()
+            .collect();
         for task in tasks {
             if let Ok(state) = self.task_state(task).await {
                 if state.is_final() {

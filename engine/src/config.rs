@@ -20,7 +20,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: ${{{var}}} is not set and has no default (write ${{{var}:-value}})")]
+    #[error(
+        "config file {path}: ${{{var}}} is not set and has no default (write ${{{var}:-value}})"
+    )]
     MissingVariable { path: PathBuf, var: String },
     #[error("invalid configuration: {0}")]
     Invalid(#[from] config::ConfigError),
@@ -54,8 +56,6 @@ pub struct OrchestrationConfig {
     pub result_visibility_timeout_s: i32,
     /// Safety-net poll when no notification arrives.
     pub fallback_poll_ms: u64,
-    /// Capacity of the channel from the result processor to the retry timer.
-    pub retry_channel_capacity: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,7 +113,6 @@ impl Default for OrchestrationConfig {
             result_batch_size: 32,
             result_visibility_timeout_s: 30,
             fallback_poll_ms: 5_000,
-            retry_channel_capacity: 1024,
         }
     }
 }
@@ -204,11 +203,28 @@ impl TaskerConfig {
     }
 }
 
-/// Replace `${VAR}` and `${VAR:-default}` in `text`.
+/// Replace `${VAR}` and `${VAR:-default}` in `text`, except on comment
+/// lines (so a commented-out example does not demand its variable).
 fn substitute_env(
     text: &str,
     path: &Path,
     lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            out.push_str(&substitute_line(line, path, &lookup)?);
+        }
+    }
+    Ok(out)
+}
+
+fn substitute_line(
+    text: &str,
+    path: &Path,
+    lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -250,22 +266,47 @@ mod tests {
     #[test]
     fn substitution_uses_the_variable_then_the_default() {
         let path = Path::new("x.toml");
-        let text = "a = \"${SET}\"\nb = \"${UNSET:-fallback}\"\nc = \"${SET:-no}\"";
+        let text =
+            "a = \"${SET}\"\nb = \"${UNSET:-fallback}\"\nc = \"${SET:-no}\"\n# d = \"${NOPE}\"";
         let out = substitute_env(text, path, lookup).unwrap();
-        assert_eq!(out, "a = \"yes\"\nb = \"fallback\"\nc = \"yes\"");
+        assert_eq!(
+            out,
+            "a = \"yes\"\nb = \"fallback\"\nc = \"yes\"\n# d = \"${NOPE}\""
+        );
     }
 
     #[test]
     fn a_missing_variable_without_default_names_file_and_variable() {
         let err = substitute_env("a = \"${NOPE}\"", Path::new("conf/x.toml"), lookup).unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("conf/x.toml") && message.contains("NOPE"), "{message}");
+        assert!(
+            message.contains("conf/x.toml") && message.contains("NOPE"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_config_file_states_the_defaults() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut shipped = TaskerConfig::load(&dir, None).unwrap();
+        shipped.database.url = None; // DATABASE_URL may be set where tests run
+        let defaults = TaskerConfig::default();
+        assert_eq!(
+            serde_json::to_value(&shipped).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+        let test = TaskerConfig::load(&dir, Some("test")).unwrap();
+        assert_eq!(test.worker.concurrency, 8);
     }
 
     #[test]
     fn environment_file_overrides_base_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("tasker.toml"), "[worker]\nconcurrency = 4\n").unwrap();
+        std::fs::write(
+            dir.path().join("tasker.toml"),
+            "[worker]\nconcurrency = 4\n",
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("environments")).unwrap();
         std::fs::write(
             dir.path().join("environments/test.toml"),
@@ -278,7 +319,9 @@ mod tests {
         assert_eq!(config.orchestration.result_batch_size, 32);
 
         std::fs::write(dir.path().join("tasker.toml"), "[worker]\nconcurency = 4\n").unwrap();
-        let err = TaskerConfig::load(dir.path(), None).unwrap_err().to_string();
+        let err = TaskerConfig::load(dir.path(), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("concurency"), "{err}");
     }
 }

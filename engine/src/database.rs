@@ -53,6 +53,16 @@ impl Default for PoolSettings {
     }
 }
 
+impl From<&crate::config::DatabaseConfig> for PoolSettings {
+    fn from(config: &crate::config::DatabaseConfig) -> Self {
+        Self {
+            max_connections: config.pool_size,
+            acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
+            ..Self::default()
+        }
+    }
+}
+
 /// Parse a URL into connect options, with statement logging turned down:
 /// the hot path runs thousands of statements a second.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {

@@ -11,7 +11,7 @@ use crate::database::{self, DatabaseError, PoolSettings};
 use crate::orchestration::{self, OrchestrationError, Orchestrator};
 use crate::postgres::{ClusterOptions, LocalCluster, PostgresError};
 use crate::template::TaskTemplate;
-use crate::worker::{HandlerRegistry, MissingHandler, Worker, WorkerError};
+use crate::worker::{HandlerRegistry, Worker, WorkerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -19,8 +19,6 @@ pub enum EmbeddedError {
     Postgres(#[from] PostgresError),
     #[error(transparent)]
     Database(#[from] DatabaseError),
-    #[error(transparent)]
-    MissingHandler(#[from] MissingHandler),
     #[error(transparent)]
     Orchestration(#[from] OrchestrationError),
     #[error(transparent)]
@@ -80,40 +78,15 @@ impl Embedded {
         templates: &[TaskTemplate],
         registry: HandlerRegistry,
     ) -> Result<Self, EmbeddedError> {
-        for template in templates {
-            registry.check(template)?;
-        }
-        let settings = PoolSettings {
-            max_connections: config.database.pool_size,
-            acquire_timeout: std::time::Duration::from_millis(config.database.acquire_timeout_ms),
-            ..PoolSettings::default()
-        };
-        let pool = database::connect(url, &settings).await?;
+        let pool = database::connect(url, &PoolSettings::from(&config.database)).await?;
         database::migrate(&pool).await?;
         orchestration::register_templates(&pool, templates)
             .await
             .map_err(EmbeddedError::Templates)?;
-        let claim_pool = database::connect(
-            url,
-            &PoolSettings {
-                max_connections: config.worker.claim_pool_size.max(1),
-                asynchronous_commit: true,
-                ..settings
-            },
-        )
-        .await?;
-        let namespaces = if config.worker.namespaces.is_empty() {
-            let mut namespaces: Vec<String> =
-                templates.iter().map(|t| t.namespace_name.clone()).collect();
-            namespaces.sort();
-            namespaces.dedup();
-            namespaces
-        } else {
-            config.worker.namespaces.clone()
-        };
         let shutdown = CancellationToken::new();
         let orchestrator = Orchestrator::start(pool.clone(), config.orchestration.clone()).await?;
-        let worker = Worker::start(pool.clone(), claim_pool, registry, config.worker.clone(), namespaces).await?;
+        let worker =
+            Worker::start_for_templates(url, pool.clone(), registry, &config, templates).await?;
         let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
         Ok(Self {
             client,

@@ -31,8 +31,9 @@ pub async fn shutdown_signal() {
 pub fn load_templates(config: &TaskerConfig) -> anyhow::Result<Vec<TaskTemplate>> {
     let mut templates = Vec::new();
     for dir in &config.templates.paths {
-        let loaded = template::load_dir(dir)
-            .with_context(|| format!("loading templates from {} (templates.paths)", dir.display()))?;
+        let loaded = template::load_dir(dir).with_context(|| {
+            format!("loading templates from {} (templates.paths)", dir.display())
+        })?;
         templates.extend(loaded);
     }
     Ok(templates)

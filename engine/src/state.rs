@@ -258,7 +258,11 @@ mod tests {
 
     #[test]
     fn final_task_states_go_nowhere_but_error_to_resolved() {
-        for from in [TaskState::Complete, TaskState::Cancelled, TaskState::ResolvedManually] {
+        for from in [
+            TaskState::Complete,
+            TaskState::Cancelled,
+            TaskState::ResolvedManually,
+        ] {
             assert!(TaskState::ALL.iter().all(|to| !from.can_transition_to(*to)));
         }
         assert!(TaskState::Error.can_transition_to(TaskState::ResolvedManually));

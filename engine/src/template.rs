@@ -487,9 +487,9 @@ impl TaskTemplate {
             cycle.push(start);
             // Mark the whole group (reachable both ways) as reported.
             let backward = bfs(start, &graph.deps, &remaining);
-            for i in 0..n {
+            for (i, done) in done.iter_mut().enumerate() {
                 if forward.reached[i] && backward.reached[i] {
-                    done[i] = true;
+                    *done = true;
                 }
             }
             done[start] = true;

@@ -68,7 +68,8 @@ async fn make_template() -> Result<String, TestDatabaseError> {
 fn server_url(database: &str) -> Result<String, TestDatabaseError> {
     match std::env::var("DATABASE_URL") {
         Ok(url) => {
-            let mut parsed = url::Url::parse(&url).map_err(|_| TestDatabaseError::BadUrl(url.clone()))?;
+            let mut parsed =
+                url::Url::parse(&url).map_err(|_| TestDatabaseError::BadUrl(url.clone()))?;
             parsed.set_path(database);
             Ok(parsed.to_string())
         }

@@ -14,7 +14,10 @@ fn single_input(step: &StepContext) -> Result<u64, HandlerError> {
                 HandlerError::permanent("InvalidContext", format!("even_number {n} is negative"))
             })
         }),
-        1 => as_u64(step, step.dependency_results.values().next().expect("one result")),
+        1 => as_u64(
+            step,
+            step.dependency_results.values().next().expect("one result"),
+        ),
         n => Err(HandlerError::permanent(
             "InvalidDependencies",
             format!("step '{}' expects one parent, has {n}", step.step_name),
@@ -26,7 +29,10 @@ fn as_u64(step: &StepContext, value: &Value) -> Result<u64, HandlerError> {
     value.as_u64().ok_or_else(|| {
         HandlerError::permanent(
             "InvalidDependencies",
-            format!("step '{}': parent result {value} is not a non-negative integer", step.step_name),
+            format!(
+                "step '{}': parent result {value} is not a non-negative integer",
+                step.step_name
+            ),
         )
     })
 }
@@ -55,7 +61,9 @@ pub struct Square;
 impl StepHandler for Square {
     async fn call(&self, step: &StepContext) -> Result<Value, HandlerError> {
         let n = single_input(step)?;
-        n.checked_mul(n).map(Value::from).ok_or_else(|| overflow(step))
+        n.checked_mul(n)
+            .map(Value::from)
+            .ok_or_else(|| overflow(step))
     }
 }
 

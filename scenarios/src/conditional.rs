@@ -23,7 +23,10 @@ fn init_str<'a>(step: &'a StepContext, field: &str) -> Result<&'a str, HandlerEr
         .ok_or_else(|| {
             HandlerError::permanent(
                 "InvalidInitialization",
-                format!("step '{}' needs handler.initialization.{field}", step.step_name),
+                format!(
+                    "step '{}' needs handler.initialization.{field}",
+                    step.step_name
+                ),
             )
         })
 }
@@ -35,7 +38,10 @@ fn init_i64(step: &StepContext, field: &str) -> Result<i64, HandlerError> {
         .ok_or_else(|| {
             HandlerError::permanent(
                 "InvalidInitialization",
-                format!("step '{}' needs integer handler.initialization.{field}", step.step_name),
+                format!(
+                    "step '{}' needs integer handler.initialization.{field}",
+                    step.step_name
+                ),
             )
         })
 }
@@ -95,12 +101,19 @@ pub struct Finalize;
 #[async_trait]
 impl StepHandler for Finalize {
     async fn call(&self, step: &StepContext) -> Result<Value, HandlerError> {
-        let ran: Vec<&Value> = step.dependency_results.values().filter(|v| !v.is_null()).collect();
+        let ran: Vec<&Value> = step
+            .dependency_results
+            .values()
+            .filter(|v| !v.is_null())
+            .collect();
         match ran.as_slice() {
             [one] => Ok((*one).clone()),
             other => Err(HandlerError::permanent(
                 "InvalidDependencies",
-                format!("expected exactly one approval to have run, found {}", other.len()),
+                format!(
+                    "expected exactly one approval to have run, found {}",
+                    other.len()
+                ),
             )),
         }
     }

@@ -113,7 +113,8 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
             context,
             idempotency_key,
         } => {
-            let context: Value = serde_json::from_str(&context).context("--context is not valid JSON")?;
+            let context: Value =
+                serde_json::from_str(&context).context("--context is not valid JSON")?;
             let mut request = TaskRequest::new(&namespace, &name, &version, context);
             request.idempotency_key = idempotency_key;
             let response = http
@@ -124,7 +125,11 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot reach tasker-server at {url}"))?;
             print_response(response).await
         }
-        TaskCommand::Get { url, task_uuid, steps } => {
+        TaskCommand::Get {
+            url,
+            task_uuid,
+            steps,
+        } => {
             let path = if steps {
                 format!("{url}/v1/tasks/{task_uuid}/workflow_steps")
             } else {
@@ -143,7 +148,10 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
 /// Print a successful body as pretty JSON; fail with the API's message.
 async fn print_response(response: reqwest::Response) -> anyhow::Result<ExitCode> {
     let status = response.status();
-    let body: Value = response.json().await.context("the server's answer is not JSON")?;
+    let body: Value = response
+        .json()
+        .await
+        .context("the server's answer is not JSON")?;
     if !status.is_success() {
         let message = body["error"]["message"].as_str().unwrap_or("no message");
         bail!("server answered {status}: {message}");

@@ -45,7 +45,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.api.bind = bind;
     }
     let _cluster = if args.local_postgres {
-        let cluster = tokio::task::spawn_blocking(|| LocalCluster::start(&ClusterOptions::default())).await??;
+        let cluster =
+            tokio::task::spawn_blocking(|| LocalCluster::start(&ClusterOptions::default()))
+                .await??;
         config.database.url = Some(cluster.url("postgres"));
         println!("PostgreSQL: {}", cluster.url("postgres"));
         Some(cluster)
@@ -54,13 +56,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let url = service::database_url(&config)?;
     let templates = service::load_templates(&config)?;
-    let settings = PoolSettings {
-        max_connections: config.database.pool_size,
-        ..PoolSettings::default()
-    };
-    let pool = database::connect(&url, &settings).await?;
+    let pool = database::connect(&url, &PoolSettings::from(&config.database)).await?;
     database::migrate(&pool).await?;
-    register_templates(&pool, &templates).await.context("registering templates")?;
+    register_templates(&pool, &templates)
+        .await
+        .context("registering templates")?;
     tracing::info!(templates = templates.len(), "templates registered");
 
     let orchestrator = Orchestrator::start(pool.clone(), config.orchestration.clone()).await?;
@@ -69,7 +69,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.api.bind)
         .await
         .with_context(|| format!("cannot listen on {} (api.bind / --bind)", config.api.bind))?;
-    println!("tasker-server listening on http://{}", listener.local_addr()?);
+    println!(
+        "tasker-server listening on http://{}",
+        listener.local_addr()?
+    );
     axum::serve(listener, app(ApiState { client }))
         .with_graceful_shutdown(service::shutdown_signal())
         .await

@@ -40,7 +40,10 @@ pub struct Orchestrator {
 }
 
 impl Orchestrator {
-    pub async fn start(pool: PgPool, config: OrchestrationConfig) -> Result<Self, OrchestrationError> {
+    pub async fn start(
+        pool: PgPool,
+        config: OrchestrationConfig,
+    ) -> Result<Self, OrchestrationError> {
         let shutdown = CancellationToken::new();
         let wakeups = Wakeups::listen(&pool, &[STEP_RESULTS_QUEUE.to_string()], shutdown.clone())
             .await
@@ -51,7 +54,10 @@ impl Orchestrator {
             config,
             shutdown: shutdown.clone(),
         };
-        let tasks = vec![spawn_named("orchestration-result-processor", processor.run())];
+        let tasks = vec![spawn_named(
+            "orchestration-result-processor",
+            processor.run(),
+        )];
         tracing::info!("orchestrator started");
         Ok(Self { shutdown, tasks })
     }

@@ -1,7 +1,7 @@
 //! The result processor: drains `orchestration_step_results` in batches.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +63,9 @@ impl ResultProcessor {
                 retries.pop();
             }
             let fallback = now + self.config.fallback_poll();
-            let deadline = retries.peek().map_or(fallback, |Reverse(at)| (*at).min(fallback));
+            let deadline = retries
+                .peek()
+                .map_or(fallback, |Reverse(at)| (*at).min(fallback));
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.wakeup.notified() => {}

@@ -71,7 +71,10 @@ pub struct TaskCreated {
 
 /// Create the task, its steps and edges, and enqueue its root steps: one
 /// statement, one transaction.
-pub async fn create_task(pool: &PgPool, request: &TaskRequest) -> Result<TaskCreated, OrchestrationError> {
+pub async fn create_task(
+    pool: &PgPool,
+    request: &TaskRequest,
+) -> Result<TaskCreated, OrchestrationError> {
     sqlx::query_as::<_, TaskCreated>(
         "SELECT * FROM tasker.create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
@@ -88,11 +91,13 @@ pub async fn create_task(pool: &PgPool, request: &TaskRequest) -> Result<TaskCre
     .bind(&request.tags)
     .fetch_one(pool)
     .await
-    .map_err(|error| match error.as_database_error().and_then(|e| e.code()) {
-        Some(code) if code == "TK004" => OrchestrationError::UnknownTemplate(format!(
-            "{}/{}@{}",
-            request.namespace, request.name, request.version
-        )),
-        _ => OrchestrationError::Sql(error),
-    })
+    .map_err(
+        |error| match error.as_database_error().and_then(|e| e.code()) {
+            Some(code) if code == "TK004" => OrchestrationError::UnknownTemplate(format!(
+                "{}/{}@{}",
+                request.namespace, request.name, request.version
+            )),
+            _ => OrchestrationError::Sql(error),
+        },
+    )
 }

@@ -7,7 +7,10 @@ use crate::template::TaskTemplate;
 
 /// Register (or update) templates and create their namespaces' queues.
 /// Returns the named task ids in the order given.
-pub async fn register_templates(pool: &PgPool, templates: &[TaskTemplate]) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn register_templates(
+    pool: &PgPool,
+    templates: &[TaskTemplate],
+) -> Result<Vec<Uuid>, sqlx::Error> {
     let mut ids = Vec::with_capacity(templates.len());
     for template in templates {
         let json = serde_json::to_value(template).expect("a template serializes to JSON");

@@ -73,7 +73,8 @@ impl Claimer {
                 Err(error) => {
                     tracing::warn!(queue = %self.queue, %error, "claiming steps failed");
                     drop(permits);
-                    if !queue::wait(&self.wakeup, self.config.fallback_poll(), &self.shutdown).await {
+                    if !queue::wait(&self.wakeup, self.config.fallback_poll(), &self.shutdown).await
+                    {
                         return;
                     }
                     continue;

@@ -73,7 +73,10 @@ impl Dispatcher {
 
 /// Resolve the handler and run it, turning every way it can go wrong into
 /// a `HandlerError` with a type.
-pub(crate) async fn run_step(registry: &HandlerRegistry, step: ClaimedStep) -> Result<Value, HandlerError> {
+pub(crate) async fn run_step(
+    registry: &HandlerRegistry,
+    step: ClaimedStep,
+) -> Result<Value, HandlerError> {
     let Some(handler) = registry.get(&step.handler_callable) else {
         return Err(HandlerError::permanent(
             "HandlerNotFound",
@@ -90,11 +93,18 @@ pub(crate) async fn run_step(registry: &HandlerRegistry, step: ClaimedStep) -> R
     let result = match tokio::time::timeout(timeout, run).await {
         Err(_) => Err(HandlerError::retryable(
             "HandlerTimeout",
-            format!("step '{}' did not finish within {timeout:?}", context.step_name),
+            format!(
+                "step '{}' did not finish within {timeout:?}",
+                context.step_name
+            ),
         )),
         Ok(Err(panic)) => Err(HandlerError::permanent(
             "HandlerPanic",
-            format!("step '{}' panicked: {}", context.step_name, panic_message(&panic)),
+            format!(
+                "step '{}' panicked: {}",
+                context.step_name,
+                panic_message(&panic)
+            ),
         )),
         Ok(Ok(result)) => result,
     };

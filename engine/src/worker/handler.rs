@@ -112,7 +112,11 @@ impl HandlerRegistry {
         Self::default()
     }
 
-    pub fn register(&mut self, callable: impl Into<String>, handler: impl StepHandler) -> &mut Self {
+    pub fn register(
+        &mut self,
+        callable: impl Into<String>,
+        handler: impl StepHandler,
+    ) -> &mut Self {
         self.handlers.insert(callable.into(), Arc::new(handler));
         self
     }

@@ -27,9 +27,11 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::WorkerConfig;
+use crate::config::{TaskerConfig, WorkerConfig};
+use crate::database::{self, DatabaseError, PoolSettings};
 use crate::queue::{worker_queue, Wakeups};
 use crate::telemetry::spawn_named;
+use crate::template::TaskTemplate;
 pub use handler::{HandlerError, HandlerRegistry, MissingHandler, StepContext, StepHandler};
 
 /// A running worker. Dropping the handle does not stop it; call `shutdown`.
@@ -45,9 +47,58 @@ pub enum WorkerError {
     NoNamespaces,
     #[error("cannot listen for step notifications: {0}")]
     Listen(sqlx::Error),
+    #[error(transparent)]
+    MissingHandler(#[from] MissingHandler),
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+}
+
+/// The namespaces a worker serves: those configured, else those of the
+/// templates it has handlers for.
+pub fn namespaces_to_serve(config: &WorkerConfig, templates: &[TaskTemplate]) -> Vec<String> {
+    if !config.namespaces.is_empty() {
+        return config.namespaces.clone();
+    }
+    let mut namespaces: Vec<String> = templates.iter().map(|t| t.namespace_name.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    namespaces
 }
 
 impl Worker {
+    /// Start a worker for `templates` on the database at `url`: check that
+    /// every step has a handler, open the claim pool (asynchronous commit)
+    /// beside `pool`, and serve the templates' namespaces.
+    pub async fn start_for_templates(
+        url: &str,
+        pool: PgPool,
+        registry: HandlerRegistry,
+        config: &TaskerConfig,
+        templates: &[TaskTemplate],
+    ) -> Result<Worker, WorkerError> {
+        for template in templates {
+            registry.check(template)?;
+        }
+        let claim_pool = database::connect(
+            url,
+            &PoolSettings {
+                max_connections: config.worker.claim_pool_size.max(1),
+                asynchronous_commit: true,
+                ..PoolSettings::from(&config.database)
+            },
+        )
+        .await?;
+        let namespaces = namespaces_to_serve(&config.worker, templates);
+        Self::start(
+            pool,
+            claim_pool,
+            registry,
+            config.worker.clone(),
+            namespaces,
+        )
+        .await
+    }
+
     /// Start serving `namespaces`. `pool` carries results; `claim_pool`
     /// carries claims (it may use asynchronous commit).
     pub async fn start(
@@ -73,7 +124,8 @@ impl Worker {
         let config = Arc::new(config);
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let (dispatch_tx, dispatch_rx) = mpsc::channel(config.concurrency.max(1));
-        let (completion_tx, completion_rx) = mpsc::channel(config.completion_channel_capacity.max(1));
+        let (completion_tx, completion_rx) =
+            mpsc::channel(config.completion_channel_capacity.max(1));
 
         let mut tasks = Vec::new();
         for queue in queues {
@@ -96,13 +148,19 @@ impl Worker {
             worker_id: worker_id.clone(),
             injected_delay: std::time::Duration::from_micros(config.injected_delay_us),
         };
-        tasks.push(spawn_named("worker-dispatcher", dispatcher.run(dispatch_rx)));
+        tasks.push(spawn_named(
+            "worker-dispatcher",
+            dispatcher.run(dispatch_rx),
+        ));
         let submitter = results::Submitter {
             pool,
             batch_size: config.result_batch_size.max(1),
             shutdown: shutdown.clone(),
         };
-        tasks.push(spawn_named("worker-result-submitter", submitter.run(completion_rx)));
+        tasks.push(spawn_named(
+            "worker-result-submitter",
+            submitter.run(completion_rx),
+        ));
         tracing::info!(%worker_id, ?namespaces, concurrency = config.concurrency, "worker started");
         Ok(Worker {
             shutdown,

@@ -34,7 +34,10 @@ struct Flaky {
 impl StepHandler for Flaky {
     async fn call(&self, step: &StepContext) -> Result<Value, HandlerError> {
         if step.attempt <= self.failures {
-            Err(HandlerError::retryable("Flaky", format!("attempt {} fails", step.attempt)))
+            Err(HandlerError::retryable(
+                "Flaky",
+                format!("attempt {} fails", step.attempt),
+            ))
         } else {
             Ok(json!({"succeeded_on_attempt": step.attempt}))
         }
@@ -46,7 +49,10 @@ struct AlwaysFails;
 #[async_trait]
 impl StepHandler for AlwaysFails {
     async fn call(&self, _: &StepContext) -> Result<Value, HandlerError> {
-        Err(HandlerError::retryable("Unavailable", "the downstream service is down"))
+        Err(HandlerError::retryable(
+            "Unavailable",
+            "the downstream service is down",
+        ))
     }
 }
 
@@ -69,10 +75,17 @@ impl StepHandler for Sleeps {
     }
 }
 
-async fn run_one(template: &TaskTemplate, registry: HandlerRegistry) -> (Embedded, uuid::Uuid, TaskState) {
+async fn run_one(
+    template: &TaskTemplate,
+    registry: HandlerRegistry,
+) -> (Embedded, uuid::Uuid, TaskState) {
     let engine = start(std::slice::from_ref(template), registry).await;
     let request = TaskRequest::new("failures", &template.name, "1.0.0", json!({}));
-    let (task, state) = engine.client.run_task(&request, TASK_TIMEOUT).await.expect("task finishes");
+    let (task, state) = engine
+        .client
+        .run_task(&request, TASK_TIMEOUT)
+        .await
+        .expect("task finishes");
     (engine, task, state)
 }
 
@@ -121,23 +134,38 @@ async fn a_failing_step_retries_with_backoff_then_succeeds() {
     let mut expected = vec!["pending"];
     expected.extend(failed_attempt);
     expected.extend(failed_attempt);
-    expected.extend(["enqueued", "in_progress", "enqueued_for_orchestration", "complete"]);
+    expected.extend([
+        "enqueued",
+        "in_progress",
+        "enqueued_for_orchestration",
+        "complete",
+    ]);
     assert_eq!(history(&engine, step.workflow_step_uuid).await, expected);
 
     // The retries waited for their backoff: 50 ms after the first failure,
     // 100 ms after the second (exponential from backoff_base_ms 50).
-    let transitions = engine.client.step_transitions(step.workflow_step_uuid).await.unwrap();
+    let transitions = engine
+        .client
+        .step_transitions(step.workflow_step_uuid)
+        .await
+        .unwrap();
     let waits: Vec<(i64, i64)> = transitions
         .windows(2)
         .filter(|w| w[0].to_state == "waiting_for_retry")
         .map(|w| {
             let backoff = w[0].metadata["backoff_ms"].as_i64().unwrap();
-            (backoff, (w[1].created_at - w[0].created_at).num_milliseconds())
+            (
+                backoff,
+                (w[1].created_at - w[0].created_at).num_milliseconds(),
+            )
         })
         .collect();
     assert_eq!(waits.iter().map(|w| w.0).collect::<Vec<_>>(), [50, 100]);
     for (backoff, waited) in waits {
-        assert!(waited >= backoff, "re-enqueued after {waited} ms, backoff {backoff} ms");
+        assert!(
+            waited >= backoff,
+            "re-enqueued after {waited} ms, backoff {backoff} ms"
+        );
     }
     let audit = audit(&engine, step.workflow_step_uuid).await;
     assert_eq!(
@@ -161,7 +189,10 @@ async fn a_step_that_always_fails_ends_the_task_in_error() {
     let step = only_step(&engine, task).await;
     assert_eq!(step.state, StepState::Error);
     assert_eq!(step.attempts, 3);
-    assert_eq!(step.last_error.as_ref().unwrap()["error_type"], "Unavailable");
+    assert_eq!(
+        step.last_error.as_ref().unwrap()["error_type"],
+        "Unavailable"
+    );
     assert_eq!(audit(&engine, step.workflow_step_uuid).await.len(), 3);
     let task_history: Vec<String> = engine
         .client
@@ -171,9 +202,15 @@ async fn a_step_that_always_fails_ends_the_task_in_error() {
         .into_iter()
         .map(|t| t.to_state)
         .collect();
-    assert_eq!(task_history[task_history.len() - 2..], ["blocked_by_failures", "error"]);
+    assert_eq!(
+        task_history[task_history.len() - 2..],
+        ["blocked_by_failures", "error"]
+    );
     let view = engine.client.get_task(task).await.unwrap();
-    assert_eq!((view.state, view.failed_steps, view.complete), (TaskState::Error, 1, false));
+    assert_eq!(
+        (view.state, view.failed_steps, view.complete),
+        (TaskState::Error, 1, false)
+    );
     engine.shutdown().await;
 }
 
@@ -187,7 +224,10 @@ async fn a_handler_panic_becomes_a_permanent_failure() {
     let step = only_step(&engine, task).await;
     let error = step.last_error.unwrap();
     assert_eq!(error["error_type"], "HandlerPanic");
-    assert!(error["message"].as_str().unwrap().contains("handler bug"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("handler bug"),
+        "{error}"
+    );
     // A panic is a bug, not a transient condition: no retry.
     assert_eq!(step.attempts, 1);
     engine.shutdown().await;
@@ -202,7 +242,10 @@ async fn a_handler_timeout_becomes_a_retryable_failure() {
     assert_eq!(state, TaskState::Error);
     let step = only_step(&engine, task).await;
     assert_eq!(step.last_error.unwrap()["error_type"], "HandlerTimeout");
-    assert_eq!(step.attempts, 2, "a timeout is retried until attempts run out");
+    assert_eq!(
+        step.attempts, 2,
+        "a timeout is retried until attempts run out"
+    );
     engine.shutdown().await;
 }
 
@@ -216,7 +259,12 @@ struct Counting {
 #[async_trait]
 impl StepHandler for Counting {
     async fn call(&self, step: &StepContext) -> Result<Value, HandlerError> {
-        *self.runs.lock().unwrap().entry(step.step_name.clone()).or_default() += 1;
+        *self
+            .runs
+            .lock()
+            .unwrap()
+            .entry(step.step_name.clone())
+            .or_default() += 1;
         self.total.fetch_add(1, Ordering::SeqCst);
         Ok(json!(step.step_name))
     }
@@ -226,13 +274,22 @@ impl StepHandler for Counting {
 async fn a_duplicated_queue_message_runs_the_handler_once() {
     let template = crate::scenario("linear_workflow");
     let database = test_database().await.unwrap();
-    let pool = database::connect(&database.url, &Default::default()).await.unwrap();
+    let pool = database::connect(&database.url, &Default::default())
+        .await
+        .unwrap();
     database::migrate(&pool).await.unwrap();
-    register_templates(&pool, std::slice::from_ref(&template)).await.unwrap();
+    register_templates(&pool, std::slice::from_ref(&template))
+        .await
+        .unwrap();
 
     // Before any worker runs: the first step's message is in the queue;
     // put two more copies of it there.
-    let request = TaskRequest::new("linear", "linear_workflow", "1.0.0", json!({"even_number": 2}));
+    let request = TaskRequest::new(
+        "linear",
+        "linear_workflow",
+        "1.0.0",
+        json!({"even_number": 2}),
+    );
     let task = create_task(&pool, &request).await.unwrap().task_uuid;
     for _ in 0..2 {
         sqlx::query(
@@ -249,10 +306,19 @@ async fn a_duplicated_queue_message_runs_the_handler_once() {
     let counting = Counting::default();
     let mut registry = HandlerRegistry::new();
     registry.register("linear.square", counting.clone());
-    let engine = Embedded::start(&database.url, test_config(), std::slice::from_ref(&template), registry)
+    let engine = Embedded::start(
+        &database.url,
+        test_config(),
+        std::slice::from_ref(&template),
+        registry,
+    )
+    .await
+    .unwrap();
+    let state = engine
+        .client
+        .wait_for_completion(task, TASK_TIMEOUT)
         .await
         .unwrap();
-    let state = engine.client.wait_for_completion(task, TASK_TIMEOUT).await.unwrap();
     assert_eq!(state, TaskState::Complete);
     assert_eq!(counting.runs.lock().unwrap().get("linear_step_1"), Some(&1));
     assert_eq!(counting.total.load(Ordering::SeqCst), 4);
@@ -276,7 +342,10 @@ async fn a_duplicated_queue_message_runs_the_handler_once() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(engine.client.task_state(task).await.unwrap(), TaskState::Complete);
+    assert_eq!(
+        engine.client.task_state(task).await.unwrap(),
+        TaskState::Complete
+    );
     assert_eq!(transition_count(&pool, task).await, transitions_before);
     assert_eq!(counting.total.load(Ordering::SeqCst), 4);
     engine.shutdown().await;

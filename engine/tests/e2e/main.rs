@@ -29,7 +29,11 @@ pub async fn start(templates: &[TaskTemplate], registry: HandlerRegistry) -> Emb
     start_with(test_config(), templates, registry).await
 }
 
-pub async fn start_with(config: TaskerConfig, templates: &[TaskTemplate], registry: HandlerRegistry) -> Embedded {
+pub async fn start_with(
+    config: TaskerConfig,
+    templates: &[TaskTemplate],
+    registry: HandlerRegistry,
+) -> Embedded {
     let database = test_database().await.expect("test database");
     Embedded::start(&database.url, config, templates, registry)
         .await

@@ -9,16 +9,32 @@ use crate::{scenario, start, TASK_TIMEOUT};
 
 async fn run_scenario(template: &str, context: Value) -> (tasker_engine::Embedded, Uuid) {
     let template = scenario(template);
-    let engine = start(std::slice::from_ref(&template), tasker_scenarios::registry()).await;
-    let request = TaskRequest::new(&template.namespace_name, &template.name, &template.version, context);
-    let (task, state) = engine.client.run_task(&request, TASK_TIMEOUT).await.expect("task runs");
+    let engine = start(
+        std::slice::from_ref(&template),
+        tasker_scenarios::registry(),
+    )
+    .await;
+    let request = TaskRequest::new(
+        &template.namespace_name,
+        &template.name,
+        &template.version,
+        context,
+    );
+    let (task, state) = engine
+        .client
+        .run_task(&request, TASK_TIMEOUT)
+        .await
+        .expect("task runs");
     assert_eq!(state, TaskState::Complete, "task {task} should complete");
     (engine, task)
 }
 
 async fn result_of(engine: &tasker_engine::Embedded, task: Uuid, step: &str) -> Value {
     let steps = engine.client.list_steps(task).await.unwrap();
-    let step = steps.iter().find(|s| s.name == step).unwrap_or_else(|| panic!("step {step}"));
+    let step = steps
+        .iter()
+        .find(|s| s.name == step)
+        .unwrap_or_else(|| panic!("step {step}"));
     step.results.clone().unwrap_or(Value::Null)
 }
 
@@ -45,7 +61,11 @@ async fn assert_full_history(engine: &tasker_engine::Embedded, task: Uuid) {
             .into_iter()
             .map(|t| t.to_state)
             .collect();
-        assert_eq!(history, COMPLETED_STEP_HISTORY, "history of step {}", step.name);
+        assert_eq!(
+            history, COMPLETED_STEP_HISTORY,
+            "history of step {}",
+            step.name
+        );
     }
     let task_history: Vec<String> = engine
         .client
@@ -70,7 +90,10 @@ async fn assert_full_history(engine: &tasker_engine::Embedded, task: Uuid) {
 #[tokio::test]
 async fn linear_computes_n_to_the_16th() {
     let (engine, task) = run_scenario("linear_workflow", json!({"even_number": 2})).await;
-    assert_eq!(result_of(&engine, task, "linear_step_4").await, json!(65536));
+    assert_eq!(
+        result_of(&engine, task, "linear_step_4").await,
+        json!(65536)
+    );
     assert_eq!(result_of(&engine, task, "linear_step_1").await, json!(4));
     assert_full_history(&engine, task).await;
     engine.shutdown().await;
@@ -79,7 +102,10 @@ async fn linear_computes_n_to_the_16th() {
 #[tokio::test]
 async fn diamond_multiplies_both_branches() {
     let (engine, task) = run_scenario("diamond_workflow", json!({"even_number": 3})).await;
-    assert_eq!(result_of(&engine, task, "diamond_end").await, json!(3u64.pow(8)));
+    assert_eq!(
+        result_of(&engine, task, "diamond_end").await,
+        json!(3u64.pow(8))
+    );
     assert_full_history(&engine, task).await;
     engine.shutdown().await;
 }
@@ -87,15 +113,22 @@ async fn diamond_multiplies_both_branches() {
 #[tokio::test]
 async fn complex_dag_sums_three_branches() {
     let (engine, task) = run_scenario("complex_dag_workflow", json!({"even_number": 2})).await;
-    assert_eq!(result_of(&engine, task, "dag_finalize").await, json!(3 * 2u64.pow(8)));
+    assert_eq!(
+        result_of(&engine, task, "dag_finalize").await,
+        json!(3 * 2u64.pow(8))
+    );
     assert_full_history(&engine, task).await;
     engine.shutdown().await;
 }
 
 #[tokio::test]
 async fn hierarchical_tree_converges_four_leaves() {
-    let (engine, task) = run_scenario("hierarchical_tree_workflow", json!({"even_number": 2})).await;
-    assert_eq!(result_of(&engine, task, "tree_final_convergence").await, json!(2u64.pow(32)));
+    let (engine, task) =
+        run_scenario("hierarchical_tree_workflow", json!({"even_number": 2})).await;
+    assert_eq!(
+        result_of(&engine, task, "tree_final_convergence").await,
+        json!(2u64.pow(32))
+    );
     assert_full_history(&engine, task).await;
     engine.shutdown().await;
 }
@@ -103,9 +136,24 @@ async fn hierarchical_tree_converges_four_leaves() {
 #[tokio::test]
 async fn conditional_takes_only_the_chosen_path() {
     for (amount, approver, ran, skipped) in [
-        (500, "auto", vec!["auto_approve"], vec!["manager_approval", "finance_review", "executive_approval"]),
-        (3000, "manager", vec!["manager_approval"], vec!["auto_approve", "finance_review", "executive_approval"]),
-        (10000, "executive", vec!["finance_review", "executive_approval"], vec!["auto_approve", "manager_approval"]),
+        (
+            500,
+            "auto",
+            vec!["auto_approve"],
+            vec!["manager_approval", "finance_review", "executive_approval"],
+        ),
+        (
+            3000,
+            "manager",
+            vec!["manager_approval"],
+            vec!["auto_approve", "finance_review", "executive_approval"],
+        ),
+        (
+            10000,
+            "executive",
+            vec!["finance_review", "executive_approval"],
+            vec!["auto_approve", "manager_approval"],
+        ),
     ] {
         let (engine, task) = run_scenario("conditional_approval", json!({"amount": amount})).await;
         assert_eq!(
@@ -121,7 +169,9 @@ async fn conditional_takes_only_the_chosen_path() {
             };
             assert_eq!(step.state, expected, "amount {amount}: step {}", step.name);
         }
-        assert!(ran.iter().all(|r| steps.iter().any(|s| &s.name == r && s.attempts == 1)));
+        assert!(ran
+            .iter()
+            .all(|r| steps.iter().any(|s| &s.name == r && s.attempts == 1)));
         assert_full_history(&engine, task).await;
         engine.shutdown().await;
     }
@@ -130,15 +180,28 @@ async fn conditional_takes_only_the_chosen_path() {
 #[tokio::test]
 async fn many_tasks_at_once_all_complete() {
     let template = scenario("diamond_workflow");
-    let engine = start(std::slice::from_ref(&template), tasker_scenarios::registry()).await;
+    let engine = start(
+        std::slice::from_ref(&template),
+        tasker_scenarios::registry(),
+    )
+    .await;
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let request = TaskRequest::new("diamond", "diamond_workflow", "1.0.0", json!({"even_number": 2}))
-            .with_idempotency_key(format!("concurrent-{i}"));
+        let request = TaskRequest::new(
+            "diamond",
+            "diamond_workflow",
+            "1.0.0",
+            json!({"even_number": 2}),
+        )
+        .with_idempotency_key(format!("concurrent-{i}"));
         tasks.push(engine.client.create_task(&request).await.unwrap().task_uuid);
     }
     for task in tasks {
-        let state = engine.client.wait_for_completion(task, TASK_TIMEOUT).await.unwrap();
+        let state = engine
+            .client
+            .wait_for_completion(task, TASK_TIMEOUT)
+            .await
+            .unwrap();
         assert_eq!(state, TaskState::Complete);
         assert_eq!(result_of(&engine, task, "diamond_end").await, json!(256));
     }

@@ -16,10 +16,19 @@ use crate::scenario;
 /// no orchestrator or worker running: the task stays where it is.
 async fn idle_task() -> (PgPool, Uuid) {
     let database = test_database().await.unwrap();
-    let pool = database::connect(&database.url, &Default::default()).await.unwrap();
+    let pool = database::connect(&database.url, &Default::default())
+        .await
+        .unwrap();
     database::migrate(&pool).await.unwrap();
-    register_templates(&pool, &[scenario("linear_workflow")]).await.unwrap();
-    let request = TaskRequest::new("linear", "linear_workflow", "1.0.0", json!({"even_number": 2}));
+    register_templates(&pool, &[scenario("linear_workflow")])
+        .await
+        .unwrap();
+    let request = TaskRequest::new(
+        "linear",
+        "linear_workflow",
+        "1.0.0",
+        json!({"even_number": 2}),
+    );
     let task = create_task(&pool, &request).await.unwrap().task_uuid;
     (pool, task)
 }
@@ -81,20 +90,59 @@ async fn illegal_transitions_are_refused_and_history_is_untouched() {
     let (pool, task) = idle_task().await;
     let step = first_step(&pool, task).await;
     let before = step_history(&pool, step).await;
-    assert_eq!(before, [("pending".into(), false), ("enqueued".into(), true)]);
+    assert_eq!(
+        before,
+        [("pending".into(), false), ("enqueued".into(), true)]
+    );
 
-    let refused = transition_step(&pool, step, StepState::Enqueued, StepState::Complete, json!({})).await;
-    assert!(matches!(refused, Err(StateError::IllegalTransition(ref m)) if m.contains("enqueued -> complete")), "{refused:?}");
-    let refused = transition_task(&pool, task, TaskState::StepsInProcess, TaskState::Complete, json!({})).await;
-    assert!(matches!(refused, Err(StateError::IllegalTransition(_))), "{refused:?}");
+    let refused = transition_step(
+        &pool,
+        step,
+        StepState::Enqueued,
+        StepState::Complete,
+        json!({}),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(StateError::IllegalTransition(ref m)) if m.contains("enqueued -> complete")),
+        "{refused:?}"
+    );
+    let refused = transition_task(
+        &pool,
+        task,
+        TaskState::StepsInProcess,
+        TaskState::Complete,
+        json!({}),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(StateError::IllegalTransition(_))),
+        "{refused:?}"
+    );
     // Legal pair, wrong current state: the CAS fails and names the real state.
-    let refused = transition_step(&pool, step, StepState::Pending, StepState::Enqueued, json!({})).await;
-    assert!(matches!(refused, Err(StateError::Mismatch(ref m)) if m.contains("is in state enqueued")), "{refused:?}");
+    let refused = transition_step(
+        &pool,
+        step,
+        StepState::Pending,
+        StepState::Enqueued,
+        json!({}),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(StateError::Mismatch(ref m)) if m.contains("is in state enqueued")),
+        "{refused:?}"
+    );
     assert_eq!(step_history(&pool, step).await, before);
 
-    transition_step(&pool, step, StepState::Enqueued, StepState::InProgress, json!({"by": "test"}))
-        .await
-        .unwrap();
+    transition_step(
+        &pool,
+        step,
+        StepState::Enqueued,
+        StepState::InProgress,
+        json!({"by": "test"}),
+    )
+    .await
+    .unwrap();
     let after = step_history(&pool, step).await;
     assert_eq!(after.last(), Some(&("in_progress".to_string(), true)));
     assert_eq!(after.iter().filter(|(_, current)| *current).count(), 1);
@@ -107,12 +155,22 @@ async fn concurrent_transitions_from_one_state_let_exactly_one_win() {
     let attempts = (0..8).map(|_| {
         let pool = pool.clone();
         tokio::spawn(async move {
-            transition_step(&pool, step, StepState::Enqueued, StepState::InProgress, json!({})).await
+            transition_step(
+                &pool,
+                step,
+                StepState::Enqueued,
+                StepState::InProgress,
+                json!({}),
+            )
+            .await
         })
     });
     let results = futures::future::join_all(attempts).await;
     let won = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
-    let lost = results.iter().filter(|r| matches!(r, Ok(Err(StateError::Mismatch(_))))).count();
+    let lost = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(StateError::Mismatch(_)))))
+        .count();
     assert_eq!((won, lost), (1, 7));
     assert_eq!(step_history(&pool, step).await.len(), 3);
 }
@@ -121,9 +179,17 @@ async fn concurrent_transitions_from_one_state_let_exactly_one_win() {
 async fn creating_the_same_task_twice_returns_the_same_task() {
     let (pool, first) = idle_task().await;
     // Same template, same context, no idempotency key: same identity.
-    let again = TaskRequest::new("linear", "linear_workflow", "1.0.0", json!({"even_number": 2}));
+    let again = TaskRequest::new(
+        "linear",
+        "linear_workflow",
+        "1.0.0",
+        json!({"even_number": 2}),
+    );
     let second = create_task(&pool, &again).await.unwrap();
-    assert_eq!((second.task_uuid, second.created, second.enqueued_steps), (first, false, 0));
+    assert_eq!(
+        (second.task_uuid, second.created, second.enqueued_steps),
+        (first, false, 0)
+    );
 
     let keyed = again.clone().with_idempotency_key("order-17");
     let third = create_task(&pool, &keyed).await.unwrap();
@@ -132,8 +198,14 @@ async fn creating_the_same_task_twice_returns_the_same_task() {
     let fourth = create_task(&pool, &keyed).await.unwrap();
     assert_eq!((fourth.task_uuid, fourth.created), (third.task_uuid, false));
 
-    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks").fetch_one(&pool).await.unwrap();
-    let steps: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_steps").fetch_one(&pool).await.unwrap();
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let steps: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_steps")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!((tasks, steps), (2, 8));
 }
 

@@ -7,7 +7,9 @@ use std::process::Command;
 use tasker_engine::HandlerRegistry;
 
 fn bad(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/testdata/bad_templates").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/testdata/bad_templates")
+        .join(name)
 }
 
 fn validate(files: &[PathBuf]) -> (bool, String, String) {
@@ -31,7 +33,11 @@ fn cli_accepts_every_scenario_template() {
         .collect();
     let (ok, stdout, stderr) = validate(&files);
     assert!(ok, "{stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 5, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok: ")).count(),
+        5,
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -47,14 +53,23 @@ fn cli_refuses_bad_templates_naming_file_and_step() {
     for (file, needles) in cases {
         let (ok, _, stderr) = validate(&[bad(file)]);
         assert!(!ok, "{file} should be refused");
-        assert!(stderr.contains(file), "{file}: message should name the file: {stderr}");
+        assert!(
+            stderr.contains(file),
+            "{file}: message should name the file: {stderr}"
+        );
         for needle in needles {
-            assert!(stderr.to_lowercase().contains(needle), "{file}: expected '{needle}' in: {stderr}");
+            assert!(
+                stderr.to_lowercase().contains(needle),
+                "{file}: expected '{needle}' in: {stderr}"
+            );
         }
     }
     // One bad file among good ones still fails the whole run, and the good
     // ones are reported.
-    let (ok, stdout, _) = validate(&[tasker_scenarios::templates_dir().join("linear.yaml"), bad("cycle.yaml")]);
+    let (ok, stdout, _) = validate(&[
+        tasker_scenarios::templates_dir().join("linear.yaml"),
+        bad("cycle.yaml"),
+    ]);
     assert!(!ok);
     assert!(stdout.contains("linear.yaml"));
 }
@@ -73,5 +88,8 @@ async fn the_engine_refuses_a_template_without_its_handler() {
     .err()
     .expect("start refused")
     .to_string();
-    assert!(error.contains("linear_step_1") && error.contains("linear.square"), "{error}");
+    assert!(
+        error.contains("linear_step_1") && error.contains("linear.square"),
+        "{error}"
+    );
 }

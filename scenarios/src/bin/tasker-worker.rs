@@ -41,37 +41,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.worker.worker_id = args.worker_id;
     }
     let url = service::database_url(&config)?;
-    let registry = tasker_scenarios::registry();
     let templates = service::load_templates(&config)?;
-    for template in &templates {
-        registry.check(template)?;
-    }
-    let mut namespaces = config.worker.namespaces.clone();
-    if namespaces.is_empty() {
-        namespaces = templates.iter().map(|t| t.namespace_name.clone()).collect();
-        namespaces.sort();
-        namespaces.dedup();
-    }
-    let settings = PoolSettings {
-        max_connections: config.database.pool_size,
-        ..PoolSettings::default()
-    };
-    let pool = database::connect(&url, &settings).await?;
+    let pool = database::connect(&url, &PoolSettings::from(&config.database)).await?;
     // Migrations are idempotent and locked, so worker and server may start
     // in either order.
     database::migrate(&pool).await?;
-    let claim_pool = database::connect(
+    let worker = Worker::start_for_templates(
         &url,
-        &PoolSettings {
-            max_connections: config.worker.claim_pool_size.max(1),
-            asynchronous_commit: true,
-            ..settings
-        },
+        pool.clone(),
+        tasker_scenarios::registry(),
+        &config,
+        &templates,
     )
-    .await?;
-    let worker = Worker::start(pool.clone(), claim_pool, registry, config.worker.clone(), namespaces)
-        .await
-        .context("starting the worker")?;
+    .await
+    .context("starting the worker")?;
     println!("tasker-worker {} running", worker.worker_id());
     service::shutdown_signal().await;
     worker.shutdown().await;

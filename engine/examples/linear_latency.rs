@@ -1,0 +1,190 @@
+//! End-to-end latency of the linear 4-step task in embedded mode, and what
+//! each step costs the database.
+//!
+//!     cargo run --release -p tasker-engine --example linear_latency -- [samples] [warmup]
+//!
+//! Starts a throwaway PostgreSQL cluster (durable settings: fsync on,
+//! synchronous_commit on; pg_stat_statements loaded), runs `warmup` tasks,
+//! then `samples` tasks one at a time, each timed from the client's submit
+//! to the completion notification. Prints latency percentiles (HDR
+//! histogram, microseconds), then statements, transactions and WAL per
+//! step from pg_stat_statements, pg_stat_database and pg_stat_wal.
+//! (The harness issue turns this into the full tiered benchmark.)
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+use sqlx::PgPool;
+use tasker_engine::config::TaskerConfig;
+use tasker_engine::postgres::ClusterOptions;
+use tasker_engine::{Embedded, TaskRequest, TaskState};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let samples: u64 = args.next().map_or(Ok(1000), |a| a.parse())?;
+    let warmup: u64 = args.next().map_or(Ok(100), |a| a.parse())?;
+
+    let cluster = ClusterOptions {
+        fsync: true,
+        settings: vec![
+            (
+                "shared_preload_libraries".into(),
+                "pg_stat_statements".into(),
+            ),
+            (
+                "pg_stat_statements.track".into(),
+                std::env::var("PGSS_TRACK").unwrap_or("top".into()),
+            ),
+        ],
+    };
+    let template = tasker_scenarios::template("linear_workflow").expect("linear template");
+    let engine = Embedded::start_local(
+        &cluster,
+        TaskerConfig::default(),
+        &[template],
+        tasker_scenarios::registry(),
+    )
+    .await?;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&engine.pool)
+        .await?;
+
+    let mut sequence = 0u64;
+    let mut run = |engine: &Embedded| {
+        sequence += 1;
+        let request = TaskRequest::new(
+            "linear",
+            "linear_workflow",
+            "1.0.0",
+            json!({"even_number": 2}),
+        )
+        .with_idempotency_key(format!("latency-{sequence}"));
+        let client = engine.client.clone();
+        async move {
+            let started = Instant::now();
+            let (_, state) = client.run_task(&request, Duration::from_secs(60)).await?;
+            anyhow::ensure!(state == TaskState::Complete, "task ended {state}");
+            Ok::<_, anyhow::Error>(started.elapsed())
+        }
+    };
+    for _ in 0..warmup {
+        run(&engine).await?;
+    }
+
+    let before = Counters::read(&engine.pool).await?;
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let wall = Instant::now();
+    for _ in 0..samples {
+        histogram.record(run(&engine).await?.as_micros() as u64)?;
+    }
+    let wall = wall.elapsed();
+    let after = Counters::read(&engine.pool).await?;
+
+    let ms = |us: u64| us as f64 / 1000.0;
+    println!("linear (4 steps), embedded, {samples} tasks after {warmup} warm-up, one at a time:");
+    println!(
+        "  p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms   max {:.2} ms   mean {:.2} ms   ({:.0} tasks/s)",
+        ms(histogram.value_at_quantile(0.50)),
+        ms(histogram.value_at_quantile(0.95)),
+        ms(histogram.value_at_quantile(0.99)),
+        ms(histogram.max()),
+        histogram.mean() / 1000.0,
+        samples as f64 / wall.as_secs_f64(),
+    );
+    let steps = (samples * 4) as f64;
+    println!("per step (deltas over the measured tasks / {steps} steps):");
+    println!(
+        "  transactions {:.2}   WAL records {:.1}   WAL bytes {:.0}   WAL syncs {:.2}",
+        (after.xacts - before.xacts) as f64 / steps,
+        (after.wal_records - before.wal_records) as f64 / steps,
+        (after.wal_bytes - before.wal_bytes) as f64 / steps,
+        (after.wal_sync - before.wal_sync) as f64 / steps,
+    );
+    println!("statements per step (pg_stat_statements, top level):");
+    let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+        "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, mean_exec_time FROM pg_stat_statements
+          WHERE toplevel AND calls >= $1 AND query NOT ILIKE '%pg_stat%' ORDER BY calls DESC",
+    )
+    .bind(samples as i64)
+    .fetch_all(&engine.pool)
+    .await?;
+    for (query, calls, mean_ms) in rows {
+        let query: String = query.chars().take(80).collect();
+        println!(
+            "  {:>6.2} per step, {:>6.3} ms each  {query}",
+            calls as f64 / (steps + warmup as f64 * 4.0),
+            mean_ms
+        );
+    }
+    print_phases(&engine.pool).await?;
+    if std::env::var("PGSS_TRACK").as_deref() == Ok("all") {
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+            "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, total_exec_time FROM pg_stat_statements
+              WHERE NOT toplevel ORDER BY total_exec_time DESC LIMIT 25",
+        )
+        .fetch_all(&engine.pool)
+        .await?;
+        for (query, calls, total) in rows {
+            let query: String = query.chars().take(110).collect();
+            println!("  {total:>8.1} ms {calls:>7} calls  {query}");
+        }
+    }
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// Where a step's time goes, from its recorded transitions (mean over all
+/// steps, milliseconds).
+async fn print_phases(pool: &PgPool) -> anyhow::Result<()> {
+    let (queued, running, reporting, next): (f64, f64, f64, f64) = sqlx::query_as(
+        "WITH s AS (
+            SELECT ws.task_uuid, ws.name,
+                   max(t.created_at) FILTER (WHERE t.to_state = 'enqueued') AS enqueued,
+                   max(t.created_at) FILTER (WHERE t.to_state = 'in_progress') AS claimed,
+                   max(t.created_at) FILTER (WHERE t.to_state = 'enqueued_for_orchestration') AS reported,
+                   max(t.created_at) FILTER (WHERE t.to_state = 'complete') AS completed
+              FROM tasker.workflow_steps ws
+              JOIN tasker.workflow_step_transitions t USING (workflow_step_uuid)
+             GROUP BY ws.task_uuid, ws.name),
+         n AS (SELECT s.*, lead(enqueued) OVER (PARTITION BY task_uuid ORDER BY name) AS next_enqueued FROM s)
+         SELECT (avg(extract(epoch FROM claimed - enqueued)) * 1000)::float8,
+                (avg(extract(epoch FROM reported - claimed)) * 1000)::float8,
+                (avg(extract(epoch FROM completed - reported)) * 1000)::float8,
+                coalesce(avg(extract(epoch FROM next_enqueued - completed)) * 1000, 0)::float8
+           FROM n",
+    )
+    .fetch_one(pool)
+    .await?;
+    println!("per step, mean ms: enqueued->claimed {queued:.3}  claimed->result {running:.3}  result->completed {reporting:.3}  completed->next enqueued {next:.3}");
+    Ok(())
+}
+
+/// Cumulative database counters, read before and after the measured run.
+struct Counters {
+    xacts: i64,
+    wal_records: i64,
+    wal_bytes: i64,
+    wal_sync: i64,
+}
+
+impl Counters {
+    async fn read(pool: &PgPool) -> anyhow::Result<Self> {
+        // Statistics are flushed by backends at most once a second or at
+        // transaction end when idle; force ours and give others a moment.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (xacts, wal_records, wal_bytes, wal_sync): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()),
+                    wal_records, wal_bytes::bigint, wal_sync FROM pg_stat_wal",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(Self {
+            xacts,
+            wal_records,
+            wal_bytes,
+            wal_sync,
+        })
+    }
+}
