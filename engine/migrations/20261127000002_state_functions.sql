@@ -26,15 +26,17 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_sort integer;
 BEGIN
-    PERFORM 1 FROM tasker.task_state_rules WHERE from_state = p_from AND to_state = p_to;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'illegal task transition % -> % (task %)', p_from, p_to, p_task
-            USING ERRCODE = 'TK001';
-    END IF;
+    -- One statement on the common path: the rule check rides on the CAS.
     UPDATE tasker.task_transitions SET most_recent = false
      WHERE task_uuid = p_task AND most_recent AND to_state = p_from
+       AND EXISTS (SELECT 1 FROM tasker.task_state_rules WHERE from_state = p_from AND to_state = p_to)
     RETURNING sort_key INTO v_sort;
     IF NOT FOUND THEN
+        PERFORM 1 FROM tasker.task_state_rules WHERE from_state = p_from AND to_state = p_to;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'illegal task transition % -> % (task %)', p_from, p_to, p_task
+                USING ERRCODE = 'TK001';
+        END IF;
         RETURN false;
     END IF;
     INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key, most_recent)
@@ -63,15 +65,17 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_sort integer;
 BEGIN
-    PERFORM 1 FROM tasker.step_state_rules WHERE from_state = p_from AND to_state = p_to;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'illegal step transition % -> % (step %)', p_from, p_to, p_step
-            USING ERRCODE = 'TK001';
-    END IF;
+    -- One statement on the common path: the rule check rides on the CAS.
     UPDATE tasker.workflow_step_transitions SET most_recent = false
      WHERE workflow_step_uuid = p_step AND most_recent AND to_state = p_from
+       AND EXISTS (SELECT 1 FROM tasker.step_state_rules WHERE from_state = p_from AND to_state = p_to)
     RETURNING sort_key INTO v_sort;
     IF NOT FOUND THEN
+        PERFORM 1 FROM tasker.step_state_rules WHERE from_state = p_from AND to_state = p_to;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'illegal step transition % -> % (step %)', p_from, p_to, p_step
+                USING ERRCODE = 'TK001';
+        END IF;
         RETURN false;
     END IF;
     INSERT INTO tasker.workflow_step_transitions
@@ -154,7 +158,10 @@ RETURNS TABLE (
     blocked_by_failures boolean,
     all_complete       boolean,
     waiting_for_dependencies boolean,
-    execution_status   text
+    execution_status   text,
+    -- the ready steps and their states, for enqueuing them
+    ready_step_uuids   uuid[],
+    ready_step_states  tasker.step_state[]
 )
 LANGUAGE sql STABLE AS $$
     WITH r AS (SELECT * FROM tasker.step_readiness(p_task)),
@@ -168,7 +175,9 @@ LANGUAGE sql STABLE AS $$
                (count(*) FILTER (WHERE current_state IN ('complete', 'resolved_manually')))::integer AS completed,
                (count(*) FILTER (WHERE current_state = 'error'))::integer AS failed,
                (count(*) FILTER (WHERE current_state = 'cancelled'))::integer AS skipped,
-               min(next_retry_at) FILTER (WHERE current_state = 'waiting_for_retry') AS next_retry_at
+               min(next_retry_at) FILTER (WHERE current_state = 'waiting_for_retry') AS next_retry_at,
+               coalesce(array_agg(workflow_step_uuid ORDER BY name) FILTER (WHERE ready), '{}') AS ready_uuids,
+               coalesce(array_agg(current_state ORDER BY name) FILTER (WHERE ready), '{}') AS ready_states
           FROM r
     )
     SELECT p_task, c.total, c.pending, c.ready, c.in_flight, c.retrying, c.completed, c.failed,
@@ -185,7 +194,8 @@ LANGUAGE sql STABLE AS $$
              WHEN c.retrying > 0 THEN 'waiting_for_retry'
              WHEN c.failed > 0 THEN 'blocked_by_failures'
              ELSE 'waiting_for_dependencies'
-           END
+           END,
+           c.ready_uuids, c.ready_states
       FROM c
 $$;
 

@@ -52,10 +52,15 @@ pub struct DatabaseConfig {
 pub struct OrchestrationConfig {
     /// Result messages taken (and committed) together.
     pub result_batch_size: i32,
-    /// Seconds a taken result message stays hidden from other orchestrators.
-    pub result_visibility_timeout_s: i32,
     /// Safety-net poll when no notification arrives.
     pub fallback_poll_ms: u64,
+    /// How often to ANALYZE grown tables and VACUUM queue tables (see
+    /// orchestration/maintenance.rs); 0 turns it off.
+    pub maintenance_interval_ms: u64,
+    /// ANALYZE a table once this many rows (and a fifth of it) changed.
+    pub analyze_min_changes: i64,
+    /// VACUUM a queue table once it holds this many dead rows.
+    pub vacuum_min_dead_rows: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,8 +116,10 @@ impl Default for OrchestrationConfig {
     fn default() -> Self {
         Self {
             result_batch_size: 32,
-            result_visibility_timeout_s: 30,
             fallback_poll_ms: 5_000,
+            maintenance_interval_ms: 5_000,
+            analyze_min_changes: 500,
+            vacuum_min_dead_rows: 1_000,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! against one database: pgmq hands each message to one reader, and a
 //! task's results are evaluated under its row lock.
 
+pub mod maintenance;
 mod results;
 pub mod tasks;
 pub mod templates;
@@ -48,16 +49,23 @@ impl Orchestrator {
         let wakeups = Wakeups::listen(&pool, &[STEP_RESULTS_QUEUE.to_string()], shutdown.clone())
             .await
             .map_err(OrchestrationError::Listen)?;
+        let mut tasks = Vec::new();
+        if config.maintenance_interval_ms > 0 {
+            tasks.push(spawn_named(
+                "orchestration-maintenance",
+                maintenance::run(pool.clone(), config.clone(), shutdown.clone()),
+            ));
+        }
         let processor = results::ResultProcessor {
             pool,
             wakeup: wakeups.channel(STEP_RESULTS_QUEUE),
             config,
             shutdown: shutdown.clone(),
         };
-        let tasks = vec![spawn_named(
+        tasks.push(spawn_named(
             "orchestration-result-processor",
             processor.run(),
-        )];
+        ));
         tracing::info!("orchestrator started");
         Ok(Self { shutdown, tasks })
     }

@@ -75,8 +75,7 @@ impl ResultProcessor {
     }
 
     async fn process_batch(&self) -> Result<Vec<Evaluated>, sqlx::Error> {
-        sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1, $2)")
-            .bind(self.config.result_visibility_timeout_s)
+        sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1)")
             .bind(self.config.result_batch_size)
             .fetch_all(&self.pool)
             .await

@@ -338,7 +338,7 @@ async fn a_duplicated_queue_message_runs_the_handler_once() {
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query("SELECT * FROM tasker.process_step_results(30, 10)")
+    sqlx::query("SELECT * FROM tasker.process_step_results(10)")
         .fetch_all(&pool)
         .await
         .unwrap();
