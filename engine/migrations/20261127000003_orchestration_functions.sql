@@ -261,12 +261,13 @@ BEGIN
         v_step := (m.message->>'step_uuid')::uuid;
         IF tasker.try_transition_step(v_step, 'enqueued', 'in_progress',
                                       jsonb_build_object('worker', p_worker)) THEN
-            UPDATE tasker.workflow_steps ws
-               SET attempts = ws.attempts + 1, last_attempted_at = clock_timestamp(),
-                   claim_msg_id = m.msg_id, updated_at = clock_timestamp()
-             WHERE ws.workflow_step_uuid = v_step;
             RETURN QUERY
-            SELECT m.msg_id, s.task_uuid, s.workflow_step_uuid, s.name, s.step_type,
+            UPDATE tasker.workflow_steps s
+               SET attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),
+                   claim_msg_id = m.msg_id, updated_at = clock_timestamp()
+              FROM tasker.tasks t
+             WHERE s.workflow_step_uuid = v_step AND t.task_uuid = s.task_uuid
+            RETURNING m.msg_id, s.task_uuid, s.workflow_step_uuid, s.name, s.step_type,
                    s.handler_callable, s.handler_initialization, s.inputs, t.context,
                    coalesce((SELECT jsonb_object_agg(p.name, p.results)
                                FROM tasker.workflow_step_edges e
@@ -276,10 +277,7 @@ BEGIN
                    coalesce((SELECT array_agg(c.name ORDER BY c.name)
                                FROM tasker.workflow_step_edges e
                                JOIN tasker.workflow_steps c ON c.workflow_step_uuid = e.to_step_uuid
-                              WHERE e.from_step_uuid = s.workflow_step_uuid), '{}'::text[])
-              FROM tasker.workflow_steps s
-              JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
-             WHERE s.workflow_step_uuid = v_step;
+                              WHERE e.from_step_uuid = s.workflow_step_uuid), '{}'::text[]);
         ELSIF (SELECT ws.claim_msg_id FROM tasker.workflow_steps ws
                 WHERE ws.workflow_step_uuid = v_step) IS DISTINCT FROM m.msg_id THEN
             PERFORM tasker.queue_delete(p_queue, ARRAY[m.msg_id]);
@@ -514,17 +512,20 @@ DECLARE
     m record;
     v_task uuid;
     v_tasks uuid[] := '{}';
-    v_msgs bigint[] := '{}';
+    v_taken integer := 0;
 BEGIN
-    -- The messages are taken and deleted in this one transaction, so their
-    -- row locks hide them from other orchestrators; no visibility timeout
-    -- needs writing (if this transaction fails they are simply there again).
-    FOR m IN SELECT picked.msg_id, picked.message
-               FROM (SELECT r.msg_id, r.message FROM pgmq.q_orchestration_step_results r
-                      WHERE r.vt <= clock_timestamp()
-                      ORDER BY r.msg_id LIMIT p_qty
-                        FOR UPDATE SKIP LOCKED) picked
-              ORDER BY picked.message->>'task_uuid', picked.msg_id
+    -- The messages are taken and deleted in one statement: this whole batch
+    -- is one transaction, so if it fails they are simply there again, and
+    -- until it commits their row locks hide them from other orchestrators.
+    FOR m IN WITH taken AS (
+                 DELETE FROM pgmq.q_orchestration_step_results q
+                  WHERE q.msg_id IN (SELECT r.msg_id FROM pgmq.q_orchestration_step_results r
+                                      WHERE r.vt <= clock_timestamp()
+                                      ORDER BY r.msg_id LIMIT p_qty
+                                        FOR UPDATE SKIP LOCKED)
+              RETURNING q.msg_id, q.message)
+             SELECT taken.msg_id, taken.message FROM taken
+              ORDER BY taken.message->>'task_uuid', taken.msg_id
     LOOP
         v_task := (m.message->>'task_uuid')::uuid;
         IF NOT (v_task = ANY (v_tasks)) THEN
@@ -534,10 +535,9 @@ BEGIN
         IF m.message ? 'step_uuid' THEN
             PERFORM tasker.apply_step_result((m.message->>'step_uuid')::uuid);
         END IF;
-        v_msgs := v_msgs || m.msg_id;
+        v_taken := v_taken + 1;
     END LOOP;
     FOREACH v_task IN ARRAY v_tasks LOOP
-        RETURN QUERY SELECT e.*, cardinality(v_msgs) FROM tasker.evaluate_task(v_task) e;
+        RETURN QUERY SELECT e.*, v_taken FROM tasker.evaluate_task(v_task) e;
     END LOOP;
-    DELETE FROM pgmq.q_orchestration_step_results q WHERE q.msg_id = ANY (v_msgs);
 END $$;

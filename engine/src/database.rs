@@ -89,6 +89,11 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
         options = options.options([("synchronous_commit", "off")]);
     }
     PgPoolOptions::new()
+        // sqlx pings a connection before every checkout by default: one
+        // more round trip per statement on the hot path. A broken
+        // connection fails its statement instead, and every hot-path loop
+        // retries.
+        .test_before_acquire(false)
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout)

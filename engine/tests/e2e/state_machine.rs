@@ -216,3 +216,71 @@ async fn creating_a_task_of_an_unknown_template_names_it() {
     let error = create_task(&pool, &request).await.unwrap_err().to_string();
     assert!(error.contains("linear/no_such_workflow@9.9.9"), "{error}");
 }
+
+#[tokio::test]
+async fn maintenance_analyzes_grown_tables_and_vacuums_queues() {
+    let template = scenario("linear_workflow");
+    let mut config = crate::test_config();
+    config.orchestration.maintenance_interval_ms = 0; // only the pass below
+    let engine = crate::start_with(config.clone(), &[template], tasker_scenarios::registry()).await;
+    for i in 0..5 {
+        let request = TaskRequest::new(
+            "linear",
+            "linear_workflow",
+            "1.0.0",
+            json!({"even_number": 2}),
+        )
+        .with_idempotency_key(format!("maintenance-{i}"));
+        engine
+            .client
+            .run_task(&request, crate::TASK_TIMEOUT)
+            .await
+            .unwrap();
+    }
+    // Table statistics reach pg_stat_user_tables when each backend flushes
+    // them (up to ten seconds after it goes idle): wait until they are in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (changed, dead): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE schemaname = 'tasker' AND relname = 'workflow_step_transitions'),
+                    (SELECT n_dead_tup FROM pg_stat_user_tables WHERE schemaname = 'pgmq' AND relname = 'q_worker_linear_queue')",
+        )
+        .fetch_one(&engine.pool)
+        .await
+        .unwrap();
+        if changed > 0 && dead > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "table statistics never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut thresholds = config.orchestration.clone();
+    thresholds.analyze_min_changes = 1;
+    thresholds.vacuum_min_dead_rows = 1;
+    let report = tasker_engine::orchestration::maintenance::run_once(&engine.pool, &thresholds)
+        .await
+        .unwrap();
+    assert!(
+        report
+            .vacuumed
+            .contains(&"\"pgmq\".\"q_worker_linear_queue\"".to_string()),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .analyzed
+            .contains(&"\"tasker\".\"workflow_step_transitions\"".to_string()),
+        "{report:?}"
+    );
+    let analyzed: i64 = sqlx::query_scalar(
+        "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = 'tasker' AND relname = 'workflow_step_transitions'",
+    )
+    .fetch_one(&engine.pool)
+    .await
+    .unwrap();
+    assert!(analyzed >= 1);
+    engine.shutdown().await;
+}
