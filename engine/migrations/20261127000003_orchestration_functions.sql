@@ -209,9 +209,9 @@ BEGIN
         RETURN;
     END IF;
 
+    -- A new task has no other writer: its first two states go in directly.
     INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, sort_key, most_recent)
-    VALUES (v_task, NULL, 'pending', 1, true);
-    PERFORM tasker.transition_task(v_task, 'pending', 'initializing');
+    VALUES (v_task, NULL, 'pending', 1, false), (v_task, 'pending', 'initializing', 2, true);
 
     INSERT INTO tasker.workflow_steps (task_uuid, name, step_type, handler_callable,
         handler_initialization, max_attempts, retryable, backoff, backoff_base_ms,

@@ -107,7 +107,7 @@ async fn history(engine: &Embedded, step: uuid::Uuid) -> Vec<String> {
 async fn audit(engine: &Embedded, step: uuid::Uuid) -> Vec<(i32, bool, Option<String>)> {
     sqlx::query_as(
         "SELECT attempt, success, error_type FROM tasker.workflow_step_result_audit
-          WHERE workflow_step_uuid = $1 ORDER BY audit_id",
+          WHERE workflow_step_uuid = $1 ORDER BY attempt",
     )
     .bind(step)
     .fetch_all(&engine.pool)
