@@ -1,0 +1,133 @@
+//! A/B mode (`gate --against <ref>`): the two builds ran alternately,
+//! A, B, A, B, ..., so sample `i` of each side saw the same machine state.
+//! Each pair is reduced to its ratio B/A, which cancels slow drift (a
+//! noisy neighbour, thermal state, a growing table) that an unpaired test
+//! would read as spread or as a change. Same rule as unpaired latency:
+//! significant (Wilcoxon signed-rank on the log ratios) *and* the
+//! bootstrap interval of the median ratio wholly beyond ± the noise
+//! threshold.
+
+use serde::{Deserialize, Serialize};
+
+use super::latency::{as_f64, check_sample_count, classify};
+use super::stats::{
+    bootstrap_interval, median, median_in_place, resample_into, wilcoxon_signed_rank_p, SplitMix64,
+};
+use super::{CompareConfig, Verdict};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedComparison {
+    pub pairs: usize,
+    /// A: the reference build.
+    pub baseline_median_us: f64,
+    /// B: the build under test.
+    pub candidate_median_us: f64,
+    /// Median over pairs of B/A − 1 (0.10 = B 10% slower).
+    pub relative_change: f64,
+    /// Bootstrap (pairs resampled) confidence interval of `relative_change`.
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Two-sided Wilcoxon signed-rank p-value of ln(B/A).
+    pub p_value: f64,
+    pub verdict: Verdict,
+}
+
+/// Compares interleaved samples: `baseline_us[i]` and `candidate_us[i]`
+/// were taken one after the other. Both sides must have the same length
+/// (drop an incomplete last pair) and at least `config.min_samples` pairs.
+pub fn compare_interleaved(
+    baseline_us: &[u64],
+    candidate_us: &[u64],
+    config: &CompareConfig,
+) -> anyhow::Result<PairedComparison> {
+    anyhow::ensure!(
+        baseline_us.len() == candidate_us.len(),
+        "interleaved samples come in pairs: {} baseline samples, {} candidate samples",
+        baseline_us.len(),
+        candidate_us.len()
+    );
+    check_sample_count(baseline_us.len(), candidate_us.len(), config)
+        .map_err(anyhow::Error::msg)?;
+    let (baseline, candidate) = (as_f64(baseline_us), as_f64(candidate_us));
+    let ratios: Vec<f64> = candidate
+        .iter()
+        .zip(&baseline)
+        .map(|(b, a)| b / a)
+        .collect();
+    let log_ratios: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+    let p_value = wilcoxon_signed_rank_p(&log_ratios);
+    let (ci_low, ci_high) = bootstrap_median_ratio(&ratios, config);
+    Ok(PairedComparison {
+        pairs: ratios.len(),
+        baseline_median_us: median(&baseline),
+        candidate_median_us: median(&candidate),
+        relative_change: median(&ratios) - 1.0,
+        ci_low,
+        ci_high,
+        p_value,
+        verdict: classify(p_value, ci_low, ci_high, config),
+    })
+}
+
+/// Percentile bootstrap of median(B/A) − 1 over resampled pairs.
+fn bootstrap_median_ratio(ratios: &[f64], config: &CompareConfig) -> (f64, f64) {
+    let mut rng = SplitMix64::new(config.bootstrap_seed);
+    let mut draw = Vec::new();
+    bootstrap_interval(config.bootstrap_resamples, config.confidence_level, || {
+        resample_into(&mut rng, ratios, &mut draw);
+        median_in_place(&mut draw) - 1.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::testdata::normal_samples;
+
+    /// `n` interleaved pairs on a machine whose speed drifts by ±30% over
+    /// the run; B is `factor` times A.
+    fn drifting_pairs(seed: u64, n: usize, factor: f64) -> (Vec<u64>, Vec<u64>) {
+        let drift = |i: usize| 1.0 + 0.3 * (i as f64 / 15.0).sin();
+        let a = normal_samples(seed, n, 9_000.0, 800.0);
+        let b = normal_samples(seed + 500, n, 9_000.0, 800.0);
+        let scale = |samples: Vec<u64>, factor: f64| -> Vec<u64> {
+            let scaled = samples
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| s as f64 * drift(i) * factor);
+            scaled.map(|s| s.round() as u64).collect()
+        };
+        (scale(a, 1.0), scale(b, factor))
+    }
+
+    #[test]
+    fn a_ten_percent_shift_is_detected() {
+        let (a, b) = drifting_pairs(21, 200, 1.10);
+        let result = compare_interleaved(&a, &b, &CompareConfig::default()).expect("pairs");
+        assert_eq!(result.verdict, Verdict::Regressed, "{result:?}");
+        assert!((result.relative_change - 0.10).abs() < 0.03, "{result:?}");
+        let (a, b) = drifting_pairs(22, 200, 0.90);
+        let result = compare_interleaved(&a, &b, &CompareConfig::default()).expect("pairs");
+        assert_eq!(result.verdict, Verdict::Improved, "{result:?}");
+    }
+
+    #[test]
+    fn no_shift_passes_for_every_seed() {
+        for seed in 0..10 {
+            let (a, b) = drifting_pairs(seed, 200, 1.0);
+            let result = compare_interleaved(&a, &b, &CompareConfig::default()).expect("pairs");
+            assert_eq!(
+                result.verdict,
+                Verdict::Unchanged,
+                "seed {seed}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unpaired_or_too_few_samples_are_refused() {
+        let config = CompareConfig::default();
+        assert!(compare_interleaved(&[9_000; 30], &[9_000; 29], &config).is_err());
+        assert!(compare_interleaved(&[9_000; 10], &[9_000; 10], &config).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! Whole-run comparisons on synthetic runs.
+
+use super::testdata::{normal_samples, run, scenario, shifted, step_costs};
+use super::*;
+use crate::result::StepCosts;
+
+const MEAN_US: f64 = 9_000.0;
+const SD_US: f64 = 800.0;
+
+fn samples(seed: u64) -> Vec<u64> {
+    normal_samples(seed, 200, MEAN_US, SD_US)
+}
+
+#[test]
+fn more_statements_regress_with_unchanged_latency() {
+    let baseline = run("b", vec![scenario("linear", samples(1), step_costs())]);
+    let more_statements = StepCosts {
+        statements_per_step: 3.3,
+        ..step_costs()
+    };
+    let current = run("c", vec![scenario("linear", samples(2), more_statements)]);
+    let comparison = compare_runs(&baseline, &current, &CompareConfig::default());
+    let linear = comparison.scenario("linear").expect("compared");
+    assert_eq!(linear.latency_verdict(), Verdict::Unchanged);
+    assert_eq!(linear.cost_verdict(), Verdict::Regressed);
+    assert_eq!(comparison.overall(), Verdict::Regressed);
+    assert!(!comparison.passed());
+    assert!(comparison.unconfirmed_wall_clock_regressions().is_empty());
+}
+
+#[test]
+fn a_faster_run_improves_and_an_equal_one_is_unchanged() {
+    let baseline = run("b", vec![scenario("linear", samples(3), step_costs())]);
+    let faster = run(
+        "c",
+        vec![scenario("linear", shifted(&samples(4), 0.85), step_costs())],
+    );
+    let same = run("d", vec![scenario("linear", samples(5), step_costs())]);
+    let config = CompareConfig::default();
+    assert_eq!(
+        compare_runs(&baseline, &faster, &config).overall(),
+        Verdict::Improved
+    );
+    assert_eq!(
+        compare_runs(&baseline, &same, &config).overall(),
+        Verdict::Unchanged
+    );
+}
+
+#[test]
+fn a_slower_run_waits_for_confirmation() {
+    let baseline = run("b", vec![scenario("linear", samples(6), step_costs())]);
+    let slower = run(
+        "c",
+        vec![scenario("linear", shifted(&samples(7), 1.15), step_costs())],
+    );
+    let comparison = compare_runs(&baseline, &slower, &CompareConfig::default());
+    assert_eq!(comparison.overall(), Verdict::Regressed);
+    assert_eq!(
+        comparison.unconfirmed_wall_clock_regressions(),
+        vec!["linear".to_string()]
+    );
+}
+
+#[test]
+fn scenarios_on_one_side_only_are_listed() {
+    let baseline = run(
+        "b",
+        vec![
+            scenario("linear", samples(8), step_costs()),
+            scenario("diamond", samples(9), step_costs()),
+        ],
+    );
+    let current = run(
+        "c",
+        vec![
+            scenario("tree", samples(10), step_costs()),
+            scenario("linear", samples(11), step_costs()),
+        ],
+    );
+    let comparison = compare_runs(&baseline, &current, &CompareConfig::default());
+    let compared: Vec<&str> = comparison
+        .scenarios
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(compared, ["linear"]);
+    assert_eq!(comparison.only_in_baseline, ["diamond"]);
+    assert_eq!(comparison.only_in_current, ["tree"]);
+}
+
+#[test]
+fn a_side_without_latency_or_costs_is_noted() {
+    let baseline = run("b", vec![scenario("linear", samples(12), step_costs())]);
+    let mut bare = scenario("linear", samples(13), step_costs());
+    bare.latency = None;
+    bare.costs = None;
+    let comparison = compare_runs(&baseline, &run("c", vec![bare]), &CompareConfig::default());
+    let linear = comparison.scenario("linear").expect("compared");
+    assert!(linear.latency.is_none() && linear.costs.is_empty());
+    assert_eq!(linear.notes.len(), 2, "{:?}", linear.notes);
+    assert_eq!(
+        linear.notes[0],
+        "not compared: no latency samples in the current run"
+    );
+    assert_eq!(comparison.overall(), Verdict::Unchanged);
+}
+
+#[test]
+fn the_comparison_round_trips_through_json() {
+    let baseline = run("b", vec![scenario("linear", samples(14), step_costs())]);
+    let current = run(
+        "c",
+        vec![scenario(
+            "linear",
+            shifted(&samples(15), 1.15),
+            step_costs(),
+        )],
+    );
+    let comparison = compare_runs(&baseline, &current, &CompareConfig::default());
+    let json = serde_json::to_string(&comparison).expect("serializes");
+    let back: Comparison = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(back, comparison);
+    assert!(json.contains("\"verdict\":\"regressed\""), "{json}");
+}
+
+#[test]
+fn the_markdown_shows_every_table() {
+    let baseline = run(
+        "b",
+        vec![
+            scenario("linear", samples(16), step_costs()),
+            scenario("diamond", samples(17), step_costs()),
+        ],
+    );
+    let more_statements = StepCosts {
+        statements_per_step: 3.3,
+        ..step_costs()
+    };
+    let current = run(
+        "c",
+        vec![
+            scenario("linear", shifted(&samples(18), 1.15), step_costs()),
+            scenario("diamond", samples(19), more_statements),
+        ],
+    );
+    let text = render_markdown(&compare_runs(
+        &baseline,
+        &current,
+        &CompareConfig::default(),
+    ));
+    assert!(
+        text.starts_with("**Regression gate: failed** (regressed: linear, diamond)"),
+        "{text}"
+    );
+    assert!(text.contains("| linear | 9.0"), "{text}");
+    assert!(
+        text.contains("**regressed** (not confirmed by a re-run)"),
+        "{text}"
+    );
+    assert!(text.contains("**3.00 → 3.30 (+10.0%)**"), "{text}");
+    assert!(
+        text.contains("### Throughput (informative, not gating)"),
+        "{text}"
+    );
+    assert!(!text.contains("### Not compared"), "{text}");
+}

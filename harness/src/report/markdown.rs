@@ -1,0 +1,193 @@
+//! The report as markdown: the run's context first (a latency means
+//! nothing without the machine and the PostgreSQL settings that produced
+//! it), then latency per tier against the baseline and the published
+//! figures, throughput and its knee, where the time goes, and what a step
+//! costs (those detail sections in `markdown/detail.rs`). Formatting only:
+//! the analysis is in the parent module.
+
+use super::{goals, published_p50, PlotLink, TASKER_PUBLISHED};
+use crate::result::{RunResult, ScenarioResult};
+
+mod detail;
+
+/// The whole report. `comparison_md` is the gate's comparison, included
+/// as given; `plots` are linked with their paths as given (make them
+/// relative to where the markdown is written).
+pub fn render_markdown(
+    run: &RunResult,
+    baseline: Option<&RunResult>,
+    comparison_md: Option<&str>,
+    plots: &[PlotLink],
+) -> String {
+    let mut md = header(run, baseline);
+    md.extend(reference(run));
+    let mut tiers: Vec<u8> = run.scenarios.iter().map(|s| s.tier).collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    for tier in tiers {
+        md.extend(tier_table(run, tier, baseline));
+    }
+    md.extend(detail::throughput(run));
+    md.extend(detail::phases(run));
+    md.extend(detail::costs(run));
+    if let Some(comparison) = comparison_md {
+        let text = comparison.trim_end().to_string();
+        md.extend(section("## Comparison with the baseline", Some(text)));
+    }
+    md.extend(plot_links(plots));
+    md.join("\n")
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.2}", us / 1000.0)
+}
+
+fn row(cells: &[String]) -> String {
+    format!("| {} |", cells.join(" | "))
+}
+
+/// A table's header rows from its column names, separated by `|`.
+fn table_head(names: &str) -> [String; 2] {
+    let cells: Vec<String> = names.split('|').map(str::to_string).collect();
+    [row(&cells), row(&vec!["---".to_string(); cells.len()])]
+}
+
+/// A section's heading and, when given, an introductory paragraph.
+fn section(heading: &str, intro: Option<String>) -> Vec<String> {
+    let mut md = vec![heading.to_string(), String::new()];
+    md.extend(intro.into_iter().flat_map(|text| [text, String::new()]));
+    md
+}
+
+const DASH: &str = "—";
+
+fn header(run: &RunResult, baseline: Option<&RunResult>) -> Vec<String> {
+    let m = &run.machine;
+    let pg = &run.postgres;
+    let dirty = [" (dirty: uncommitted changes)", ""][usize::from(!run.commit.dirty)];
+    let setting = |k: &str| format!("{k}={}", pg.settings.get(k).map_or("?", String::as_str));
+    let mut md = vec![
+        "# Tasker end-to-end report".into(),
+        String::new(),
+        format!(
+            "- Run: `{}`, started {}",
+            run.id,
+            run.started_at.to_rfc3339()
+        ),
+        format!("- Commit: `{}`{dirty}", run.commit.sha),
+        format!(
+            "- Machine: {}, {} cores, {:.1} GiB memory ({}, {}, kernel {})",
+            m.cpu_model,
+            m.cpus,
+            m.memory_bytes as f64 / (1u64 << 30) as f64,
+            m.hostname,
+            m.os,
+            m.kernel
+        ),
+        format!(
+            "- PostgreSQL {} ({}: {}); {}, {}, {}",
+            pg.version,
+            pg.backend,
+            pg.reason,
+            setting("fsync"),
+            setting("synchronous_commit"),
+            setting("shared_buffers")
+        ),
+    ];
+    if let Some(b) = baseline {
+        let dirty = if b.commit.dirty { " (dirty)" } else { "" };
+        md.push(format!(
+            "- Baseline: `{}`, commit `{}`{dirty}",
+            b.id, b.commit.sha
+        ));
+    }
+    md.push(String::new());
+    md
+}
+
+fn reference(run: &RunResult) -> Vec<String> {
+    let published: Vec<String> = TASKER_PUBLISHED
+        .iter()
+        .map(|(w, _, p50)| format!("{w} {p50}"))
+        .collect();
+    let intro = format!(
+        "Tasker's published P50s (their 12-core laptop, 50 ms polling resolution): {}.",
+        published.join(", ")
+    );
+    let mut md = section("## Goals and reference", Some(intro));
+    md.extend(table_head("goal|this run|met"));
+    for goal in goals(run) {
+        let met = match goal.met {
+            Some(true) => "✅ yes",
+            Some(false) => "❌ no",
+            None => "not measured",
+        };
+        let measured = goal.measured.unwrap_or_else(|| DASH.into());
+        md.push(row(&[goal.goal.into(), measured, met.into()]));
+    }
+    md.push(String::new());
+    md
+}
+
+fn tier_table(run: &RunResult, tier: u8, baseline: Option<&RunResult>) -> Vec<String> {
+    let mut md = section(&format!("## Tier {tier}: sequential latency"), None);
+    let mut names = "scenario|steps/task|P50 ms|P95 ms|P99 ms|max ms|mean ms".to_string();
+    names.push_str("|tasks/s (sequential)|Tasker P50");
+    if baseline.is_some() {
+        names.push_str("|baseline P50 ms|P50 change");
+    }
+    md.extend(table_head(&names));
+    for s in run.scenarios.iter().filter(|s| s.tier == tier) {
+        md.push(row(&latency_cells(s, baseline)));
+    }
+    md.push(String::new());
+    md
+}
+
+fn latency_cells(s: &ScenarioResult, baseline: Option<&RunResult>) -> Vec<String> {
+    let mut cells = vec![s.name.clone(), s.steps_per_task.to_string()];
+    let Some(latency) = &s.latency else {
+        let columns = if baseline.is_some() { 9 } else { 7 };
+        cells.extend(std::iter::repeat_n(DASH.to_string(), columns));
+        return cells;
+    };
+    let sum = &latency.summary;
+    let values = [sum.p50_us, sum.p95_us, sum.p99_us, sum.max_us].map(|us| ms(us as f64));
+    cells.extend(values);
+    cells.push(ms(sum.mean_us));
+    cells.push(format!("{:.1}", latency.tasks_per_second));
+    cells.push(published_p50(s).unwrap_or(DASH).into());
+    if let Some(b) = baseline {
+        let base = b
+            .scenario(&s.name)
+            .and_then(|b| b.latency.as_ref())
+            .map(|l| l.summary.p50_us);
+        cells.push(base.map_or(DASH.into(), |us| ms(us as f64)));
+        cells.push(base.map_or(DASH.into(), |us| change(us as f64, sum.p50_us as f64)));
+    }
+    cells
+}
+
+fn change(before: f64, after: f64) -> String {
+    if before <= 0.0 {
+        return DASH.into();
+    }
+    format!("{:+.1} %", 100.0 * (after - before) / before)
+}
+
+fn plot_links(plots: &[PlotLink]) -> Vec<String> {
+    if plots.is_empty() {
+        return vec![];
+    }
+    let mut md = section("## Plots", None);
+    let link = |p: &PlotLink| {
+        format!(
+            "- [{}]({})",
+            p.title,
+            p.path.display().to_string().replace('\\', "/")
+        )
+    };
+    md.extend(plots.iter().map(link));
+    md.push(String::new());
+    md
+}

@@ -1,0 +1,192 @@
+//! Reports: a run's JSON turned into something a person reads.
+//!
+//! A `RunResult` is complete but not readable: the report puts each
+//! scenario's latency next to the baseline, Tasker's published figures and
+//! this project's goals, finds where throughput stops keeping up (the
+//! knee), shows where a task's time goes and what a step costs the
+//! database, and draws the distributions that percentiles hide.
+//! `write_report` writes `e2e-report.md` and its SVG plots into one
+//! directory so the markdown's relative links work wherever it is copied.
+//!
+//! The analysis the markdown and the plots share (knee, phase shares,
+//! reference figures, goals) lives here; `markdown` only formats it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::result::{RunResult, ScenarioResult, StepPhases, ThroughputPoint};
+
+pub mod markdown;
+pub mod plots;
+
+#[cfg(test)]
+mod tests;
+
+pub use markdown::render_markdown;
+pub use plots::{write_plots, PlotLink};
+
+/// The report's file name inside the output directory.
+pub const REPORT_FILE: &str = "e2e-report.md";
+/// The plots' directory inside the output directory.
+pub const PLOTS_DIR: &str = "plots";
+
+/// A rate is kept up with when at least this share of it was achieved.
+pub const KNEE_MIN_ACHIEVED: f64 = 0.95;
+/// ... and its P99 stays within this factor of the sequential P99.
+pub const KNEE_MAX_P99_FACTOR: f64 = 2.0;
+
+/// Writes `e2e-report.md` and the SVG plots (in `out_dir/plots/`);
+/// returns the markdown's path.
+pub fn write_report(
+    run: &RunResult,
+    baseline: Option<&RunResult>,
+    comparison_md: Option<&str>,
+    out_dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create report directory {}", out_dir.display()))?;
+    let links: Vec<PlotLink> = write_plots(run, baseline, &out_dir.join(PLOTS_DIR))?
+        .into_iter()
+        .map(|link| PlotLink {
+            path: link
+                .path
+                .strip_prefix(out_dir)
+                .unwrap_or(&link.path)
+                .to_path_buf(),
+            title: link.title,
+        })
+        .collect();
+    let text = render_markdown(run, baseline, comparison_md, &links);
+    let path = out_dir.join(REPORT_FILE);
+    std::fs::write(&path, text)
+        .with_context(|| format!("cannot write report {}", path.display()))?;
+    Ok(path)
+}
+
+/// The target rate was (nearly) achieved: the system kept up with it.
+pub fn keeps_up(point: &ThroughputPoint) -> bool {
+    point.achieved_tasks_per_second >= KNEE_MIN_ACHIEVED * point.target_rate
+}
+
+/// The highest target rate that was kept up with (achieved ≥ 95% of the
+/// target) while its P99 stayed within 2× the sequential P99.
+pub fn knee(points: &[ThroughputPoint], sequential_p99_us: u64) -> Option<&ThroughputPoint> {
+    let max_p99 = KNEE_MAX_P99_FACTOR * sequential_p99_us as f64;
+    points
+        .iter()
+        .filter(|p| keeps_up(p) && p.latency.p99_us as f64 <= max_p99)
+        .max_by(|a, b| a.target_rate.total_cmp(&b.target_rate))
+}
+
+/// Column names of the four phases of a step, in order.
+pub const PHASE_NAMES: [&str; 4] = ["queue wait", "handler", "result→complete", "complete→next"];
+
+/// The four phases of a step (µs), in `PHASE_NAMES` order.
+pub fn phase_values(p: &StepPhases) -> [f64; 4] {
+    [
+        p.queue_wait_us,
+        p.handler_us,
+        p.result_to_complete_us,
+        p.complete_to_next_us,
+    ]
+}
+
+/// Each phase's share of the total in percent (all zero when the total is).
+pub fn phase_shares(p: &StepPhases) -> [f64; 4] {
+    let values = phase_values(p);
+    let total: f64 = values.iter().sum();
+    if total <= 0.0 {
+        return [0.0; 4];
+    }
+    values.map(|v| 100.0 * v / total)
+}
+
+/// Tasker's published P50s (their 12-core laptop, 50 ms polling
+/// resolution): workflow, the template of ours that runs it, P50.
+pub const TASKER_PUBLISHED: [(&str, Option<&str>, &str); 6] = [
+    ("linear", Some("linear_workflow"), "255 ms"),
+    ("diamond", Some("diamond_workflow"), "200–259 ms"),
+    ("complex DAG", Some("complex_dag_workflow"), "382 ms"),
+    ("tree", Some("hierarchical_tree_workflow"), "389–426 ms"),
+    ("FFI linear", None, "312–316 ms"),
+    ("batch", None, "358–368 ms"),
+];
+
+/// The template name in `namespace/name@version`.
+pub fn template_name(scenario: &ScenarioResult) -> &str {
+    let without_version = scenario.template.split('@').next().unwrap_or_default();
+    without_version.rsplit('/').next().unwrap_or_default()
+}
+
+/// Tasker's published P50 for the workflow this scenario runs.
+pub fn published_p50(scenario: &ScenarioResult) -> Option<&'static str> {
+    let name = template_name(scenario);
+    TASKER_PUBLISHED
+        .iter()
+        .find(|(_, t, _)| *t == Some(name))
+        .map(|(_, _, p50)| *p50)
+}
+
+/// One of this project's goals, measured on a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub goal: &'static str,
+    /// What the run measured, formatted; `None` when it did not measure it.
+    pub measured: Option<String>,
+    pub met: Option<bool>,
+}
+
+/// Steps/s a run must sustain with (near) no-op handlers.
+pub const GOAL_STEPS_PER_SECOND: f64 = 2000.0;
+
+/// The goals: linear P50 under 10 ms, tree P50 under 15 ms, ≥ 2,000 steps/s
+/// sustained (a rate kept up with, no task timed out).
+pub fn goals(run: &RunResult) -> Vec<Goal> {
+    vec![
+        p50_goal(run, "linear P50 under 10 ms", "linear_workflow", 10_000),
+        p50_goal(
+            run,
+            "tree P50 under 15 ms",
+            "hierarchical_tree_workflow",
+            15_000,
+        ),
+        steps_goal(run),
+    ]
+}
+
+fn p50_goal(run: &RunResult, goal: &'static str, template: &str, limit_us: u64) -> Goal {
+    let p50 = run
+        .scenarios
+        .iter()
+        .filter(|s| template_name(s) == template)
+        .find_map(|s| Some((s.name.as_str(), s.latency.as_ref()?.summary.p50_us)));
+    Goal {
+        goal,
+        measured: p50.map(|(name, us)| format!("{:.2} ms ({name})", us as f64 / 1000.0)),
+        met: p50.map(|(_, us)| us < limit_us),
+    }
+}
+
+fn steps_goal(run: &RunResult) -> Goal {
+    let best = run
+        .scenarios
+        .iter()
+        .flat_map(|s| s.throughput.iter().map(move |p| (s, p)))
+        .filter(|(_, p)| keeps_up(p) && p.timed_out == 0)
+        .max_by(|a, b| {
+            a.1.achieved_steps_per_second
+                .total_cmp(&b.1.achieved_steps_per_second)
+        });
+    Goal {
+        goal: "≥ 2,000 steps/s sustained (no-op handlers)",
+        measured: best.map(|(s, p)| {
+            let rate = p.achieved_steps_per_second;
+            format!(
+                "{rate:.0} steps/s ({} at {} tasks/s)",
+                s.name, p.target_rate
+            )
+        }),
+        met: best.map(|(_, p)| p.achieved_steps_per_second >= GOAL_STEPS_PER_SECOND),
+    }
+}

@@ -1,0 +1,284 @@
+//! The report on the stored sample run (`tests/data/sample-run.json`):
+//! what it says, checked against the data, not a snapshot of the text.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::result::{PostgresLoad, Summary};
+
+fn sample() -> RunResult {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample-run.json");
+    RunResult::load(&path).expect("the sample run loads")
+}
+
+/// The sample with every latency 10% higher: a baseline the run improved on.
+fn slower(run: &RunResult) -> RunResult {
+    let mut base = run.clone();
+    base.id = "20261120T080000Z-1a2b3c4".into();
+    for latency in base.scenarios.iter_mut().filter_map(|s| s.latency.as_mut()) {
+        latency
+            .samples_us
+            .iter_mut()
+            .for_each(|us| *us = *us * 11 / 10);
+        latency.summary = Summary::of(&latency.samples_us);
+    }
+    for point in base
+        .scenarios
+        .iter_mut()
+        .flat_map(|s| s.throughput.iter_mut())
+    {
+        point.latency.p50_us = point.latency.p50_us * 11 / 10;
+        point.latency.p99_us = point.latency.p99_us * 11 / 10;
+    }
+    base
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tasker-report-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// The cells of the table row whose first cell is `first`.
+fn row_cells<'a>(md: &'a str, first: &str) -> Vec<&'a str> {
+    let line = md
+        .lines()
+        .find(|l| l.starts_with(&format!("| {first} |")))
+        .unwrap_or_else(|| panic!("no row for {first}"));
+    line.trim_matches('|').split('|').map(str::trim).collect()
+}
+
+fn point(target: f64, achieved: f64, p99_ms: u64) -> ThroughputPoint {
+    let latency = Summary {
+        count: 100,
+        p50_us: 5_000,
+        p95_us: 8_000,
+        p99_us: p99_ms * 1000,
+        max_us: 0,
+        mean_us: 0.0,
+    };
+    ThroughputPoint {
+        target_rate: target,
+        duration_seconds: 5.0,
+        submitted: (target * 5.0) as u64,
+        completed: (achieved * 5.0) as u64,
+        timed_out: 0,
+        achieved_tasks_per_second: achieved,
+        achieved_steps_per_second: achieved * 4.0,
+        latency,
+        postgres: PostgresLoad {
+            commits_per_second: 0.0,
+            wal_bytes_per_second: 0.0,
+        },
+    }
+}
+
+#[test]
+fn sample_summaries_match_their_samples() {
+    for s in sample().scenarios {
+        let latency = s.latency.expect("every sample scenario has a latency run");
+        let computed = Summary::of(&latency.samples_us);
+        let stored = latency.summary;
+        assert_eq!(stored.count, computed.count, "{}", s.name);
+        for (a, b) in [
+            (stored.p50_us, computed.p50_us),
+            (stored.p99_us, computed.p99_us),
+        ] {
+            assert!(
+                (a as f64 - b as f64).abs() <= 0.01 * b as f64,
+                "{}: {a} vs {b}",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn markdown_has_a_row_per_scenario_with_its_p50_under_its_tier() {
+    let run = sample();
+    let md = render_markdown(&run, None, None, &[]);
+    for tier in [1, 2, 3] {
+        assert!(
+            md.contains(&format!("## Tier {tier}: sequential latency")),
+            "tier {tier} heading"
+        );
+    }
+    for s in &run.scenarios {
+        let cells = row_cells(&md, &s.name);
+        assert_eq!(cells[1], s.steps_per_task.to_string());
+        assert_eq!(
+            cells[2],
+            ms(s.latency.as_ref().unwrap().summary.p50_us),
+            "{} P50",
+            s.name
+        );
+        let tier_heading = md.find(&format!("## Tier {}:", s.tier)).unwrap();
+        assert!(md.find(&format!("| {} |", s.name)).unwrap() > tier_heading);
+    }
+    assert_eq!(
+        row_cells(&md, "linear")[8],
+        "255 ms",
+        "Tasker's published P50"
+    );
+    assert!(md.contains("(dirty: uncommitted changes)"));
+    assert!(md.contains("fsync=on, synchronous_commit=on, shared_buffers=128MB"));
+    assert!(md.contains("2 cores"));
+}
+
+#[test]
+fn goals_are_judged_on_the_run() {
+    let run = sample();
+    let goals = goals(&run);
+    assert_eq!(goals[0].met, Some(true), "linear P50 8.99 ms < 10 ms");
+    assert_eq!(goals[1].met, Some(false), "tree P50 15.22 ms ≥ 15 ms");
+    assert_eq!(
+        goals[2].met,
+        Some(false),
+        "at most 796 steps/s were sustained"
+    );
+    let md = render_markdown(&run, None, None, &[]);
+    assert_eq!(row_cells(&md, "linear P50 under 10 ms")[2], "✅ yes");
+    assert_eq!(row_cells(&md, "tree P50 under 15 ms")[2], "❌ no");
+}
+
+#[test]
+fn baseline_p50_and_change_are_shown() {
+    let run = sample();
+    let base = slower(&run);
+    let md = render_markdown(
+        &run,
+        Some(&base),
+        Some("| metric | verdict |\n|---|---|\n| P50 | ok |"),
+        &[],
+    );
+    let cells = row_cells(&md, "linear");
+    let base_p50 = base
+        .scenario("linear")
+        .unwrap()
+        .latency
+        .as_ref()
+        .unwrap()
+        .summary
+        .p50_us;
+    assert_eq!(cells[9], ms(base_p50));
+    let change: f64 = cells[10].trim_end_matches(" %").parse().unwrap();
+    assert!(
+        (change + 9.1).abs() < 0.3,
+        "about -9.1 % (1/1.1 - 1), got {change}"
+    );
+    assert!(md.contains("## Comparison with the baseline\n\n| metric | verdict |"));
+}
+
+#[test]
+fn knee_is_the_highest_rate_kept_up_with_within_twice_the_sequential_p99() {
+    let series = [
+        point(50.0, 50.0, 10),
+        point(200.0, 191.0, 24),  // 95.5 % achieved, P99 exactly 2× 12 ms
+        point(500.0, 490.0, 25),  // kept up, but P99 above 24 ms
+        point(1000.0, 600.0, 20), // P99 fine, only 60 % achieved
+    ];
+    assert_eq!(knee(&series, 12_000).map(|p| p.target_rate), Some(200.0));
+    assert_eq!(knee(&series, 13_000).map(|p| p.target_rate), Some(500.0));
+    assert_eq!(knee(&series, 4_000).map(|p| p.target_rate), None);
+    assert_eq!(knee(&[], 12_000), None);
+    let md = render_markdown(&sample(), None, None, &[]);
+    assert!(
+        md.contains("Knee: 200 tasks/s"),
+        "linear keeps up with 200/s at P99 26.1 ms ≤ 45.34 ms"
+    );
+    assert!(md.contains("at least 95 % of the target and the P99 at most 2×"));
+}
+
+#[test]
+fn phase_shares_sum_to_one_hundred_percent() {
+    let run = sample();
+    let md = render_markdown(&run, None, None, &[]);
+    for s in &run.scenarios {
+        let phases = s.phases.as_ref().unwrap();
+        assert!((phase_shares(&phases.per_task).iter().sum::<f64>() - 100.0).abs() < 1e-9);
+        let section = &md[md.find(&format!("### {}\n\n| step |", s.name)).unwrap()..];
+        let shown: f64 = row_cells(section, "share of the task")[1..5]
+            .iter()
+            .map(|c| c.trim_end_matches(" %").parse::<f64>().unwrap())
+            .sum();
+        assert!(
+            (shown - 100.0).abs() < 0.3,
+            "{}: shares shown sum to {shown}",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn costs_and_plot_links_are_listed() {
+    let run = sample();
+    let links = [PlotLink {
+        title: "linear: latency CDF".into(),
+        path: "plots/linear-latency-cdf.svg".into(),
+    }];
+    let md = render_markdown(&run, None, None, &links);
+    let cells = row_cells(&md, "conditional");
+    assert!(md.contains("## Deterministic cost per step"));
+    assert!(
+        md.lines()
+            .any(|l| l == "| conditional | 3.25 | 3.50 | 14.20 | 81.00 | 7610 |"),
+        "{cells:?}"
+    );
+    assert!(md.contains("- [linear: latency CDF](plots/linear-latency-cdf.svg)"));
+}
+
+fn assert_svg(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.starts_with("<svg") || text.starts_with("<?xml"),
+        "{} is not SVG",
+        path.display()
+    );
+    assert!(
+        text.contains("<path") || text.contains("<polyline"),
+        "{} draws no line",
+        path.display()
+    );
+    assert!(text.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn write_plots_writes_a_cdf_per_scenario_and_a_curve_per_throughput_scenario() {
+    let run = sample();
+    let dir = temp_dir("plots");
+    let links = write_plots(&run, Some(&slower(&run)), &dir).unwrap();
+    assert_eq!(links.len(), 6 + 3);
+    for link in &links {
+        assert!(link.path.starts_with(&dir));
+        assert_svg(&link.path);
+    }
+    let cdf = std::fs::read_to_string(dir.join("linear-latency-cdf.svg")).unwrap();
+    assert!(
+        cdf.contains("baseline") && cdf.contains("current"),
+        "both legends"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn write_report_writes_the_markdown_and_its_plots() {
+    let run = sample();
+    let dir = temp_dir("report");
+    let path = write_report(&run, None, None, &dir).unwrap();
+    assert_eq!(path, dir.join(REPORT_FILE));
+    let md = std::fs::read_to_string(&path).unwrap();
+    let links: Vec<&str> = md
+        .lines()
+        .filter_map(|l| l.split("](").nth(1)?.strip_suffix(')'))
+        .collect();
+    assert_eq!(links.len(), 9);
+    for link in links {
+        assert!(link.starts_with("plots/"), "relative link {link}");
+        assert_svg(&dir.join(link));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

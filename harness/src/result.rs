@@ -1,0 +1,221 @@
+//! The result of a run: the documented JSON schema every other part reads.
+//!
+//! A run writes one `RunResult` to `reports/runs/<id>.json`; `baseline save`
+//! copies one to `reports/baselines/<name>.json`. `compare`, `gate` and
+//! `report` read them back. Bump `SCHEMA_VERSION` on any incompatible change.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub schema_version: u32,
+    /// `<UTC start time>-<short commit>`, also the file name.
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub machine: Machine,
+    pub commit: Commit,
+    /// `release` or `debug`: wall-clock figures of different builds are not
+    /// comparable (per-step costs are).
+    #[serde(default = "unknown")]
+    pub build_profile: String,
+    /// The engine configuration the run used (TaskerConfig as JSON).
+    pub engine_config: serde_json::Value,
+    pub postgres: PostgresInfo,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    /// Full SHA, or "unknown" outside a git checkout.
+    pub sha: String,
+    /// Uncommitted changes were present.
+    pub dirty: bool,
+}
+
+/// Which PostgreSQL the run used and how it was configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostgresInfo {
+    /// `container`, `local` or `url`.
+    pub backend: String,
+    /// Why that backend (e.g. "docker answered and tasker-postgres:15 is present").
+    pub reason: String,
+    /// `SHOW server_version`.
+    pub version: String,
+    /// shared_buffers, synchronous_commit, fsync, wal_sync_method, ...
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub tier: u8,
+    /// `namespace/name@version` of the template.
+    pub template: String,
+    pub steps_per_task: u32,
+    pub latency: Option<LatencyResult>,
+    /// One point per arrival rate, in the order run.
+    pub throughput: Vec<ThroughputPoint>,
+    pub phases: Option<PhaseBreakdown>,
+    pub costs: Option<StepCosts>,
+}
+
+/// Percentiles of a set of latencies, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+/// Tasks one at a time: each from submit to completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyResult {
+    pub warmup: u64,
+    pub summary: Summary,
+    /// Every measured sample in run order (µs): the statistics of
+    /// `compare` need the raw samples, not just percentiles.
+    pub samples_us: Vec<u64>,
+    pub wall_seconds: f64,
+    pub tasks_per_second: f64,
+}
+
+/// An open-loop load at a fixed arrival rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThroughputPoint {
+    pub target_rate: f64,
+    pub duration_seconds: f64,
+    pub submitted: u64,
+    pub completed: u64,
+    /// Tasks that had not finished within the scenario timeout.
+    pub timed_out: u64,
+    pub achieved_tasks_per_second: f64,
+    pub achieved_steps_per_second: f64,
+    /// From each task's scheduled arrival (not its actual submit, so a
+    /// saturated submitter does not hide queueing) to its completion.
+    pub latency: Summary,
+    pub postgres: PostgresLoad,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PostgresLoad {
+    pub commits_per_second: f64,
+    pub wal_bytes_per_second: f64,
+}
+
+/// Where the time of a task goes, from the recorded transitions (means over
+/// the measured tasks, microseconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseBreakdown {
+    pub steps: Vec<StepPhases>,
+    /// Sums over the steps of one task.
+    pub per_task: StepPhases,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepPhases {
+    /// Step name (or "task" for the per-task sums).
+    pub step: String,
+    /// Enqueued to claimed by a worker.
+    pub queue_wait_us: f64,
+    /// Claimed to result recorded (handler, dispatch, submit).
+    pub handler_us: f64,
+    /// Result recorded to processed by orchestration (step complete).
+    pub result_to_complete_us: f64,
+    /// Complete to the next step's enqueue (0 for the last step).
+    pub complete_to_next_us: f64,
+}
+
+/// The deterministic cost of a step: counts that do not move with machine
+/// noise, compared exactly by the gate (small tolerance).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepCosts {
+    /// Top-level SQL statements (pg_stat_statements calls).
+    pub statements_per_step: f64,
+    /// Transactions committed in the database (pg_stat_database.xact_commit).
+    pub commits_per_step: f64,
+    /// Rows inserted + updated + deleted (pg_stat_user_tables).
+    pub rows_written_per_step: f64,
+    pub wal_records_per_step: f64,
+    pub wal_bytes_per_step: f64,
+}
+
+fn unknown() -> String {
+    "unknown".to_string()
+}
+
+impl RunResult {
+    /// Wall-clock figures of `self` and `other` can be compared: same
+    /// machine model, core count and build profile.
+    pub fn comparable_wall_clock(&self, other: &RunResult) -> bool {
+        self.machine.cpu_model == other.machine.cpu_model
+            && self.machine.cpus == other.machine.cpus
+            && self.build_profile == other.build_profile
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read run result {}", path.display()))?;
+        let result: RunResult = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a run result", path.display()))?;
+        anyhow::ensure!(
+            result.schema_version == SCHEMA_VERSION,
+            "{}: schema version {} (this harness reads {SCHEMA_VERSION}); re-run it or save a new baseline",
+            path.display(),
+            result.schema_version
+        );
+        Ok(result)
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(self).expect("a run result serializes");
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub fn scenario(&self, name: &str) -> Option<&ScenarioResult> {
+        self.scenarios.iter().find(|s| s.name == name)
+    }
+}
+
+impl Summary {
+    /// Percentiles of samples in microseconds.
+    pub fn of(samples_us: &[u64]) -> Self {
+        let mut histogram = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits");
+        for &sample in samples_us {
+            histogram
+                .record(sample.max(1))
+                .expect("auto-resizing histogram");
+        }
+        Self {
+            count: histogram.len(),
+            p50_us: histogram.value_at_quantile(0.50),
+            p95_us: histogram.value_at_quantile(0.95),
+            p99_us: histogram.value_at_quantile(0.99),
+            max_us: histogram.max(),
+            mean_us: histogram.mean(),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The deterministic cost of a step, from PostgreSQL's own counters, read
+//! before and after the measured tasks; the difference divided by the
+//! steps run.
+//!
+//! Statements, commits and WAL come from pg_stat_statements, which counts
+//! each statement the moment it ends: top-level calls (every hot-path
+//! statement is its own transaction), the calls of statements that wrote
+//! WAL (= commits that wrote), and the WAL they wrote. Rows written come
+//! from pg_stat_user_tables, which backends publish lazily (when idle, at
+//! most once a second, or ten seconds later): that reading first waits for
+//! the idle engine's backends to publish. The harness's own statistics
+//! queries and orchestration's maintenance (ANALYZE, VACUUM) are left out.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::result::StepCosts;
+
+/// Cumulative counters at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Counters {
+    statements: i64,
+    commits: i64,
+    wal_records: i64,
+    wal_bytes: i64,
+    /// Server-wide WAL position, for load figures when pg_stat_statements
+    /// is missing.
+    wal_lsn_bytes: i64,
+    rows_written: Option<i64>,
+    has_statements: bool,
+}
+
+/// PostgreSQL publishes an idle backend's table statistics at the latest
+/// ten seconds after it went idle (PGSTAT_IDLE_INTERVAL).
+pub(crate) const STATS_SETTLE: Duration = Duration::from_millis(11_000);
+
+impl Counters {
+    /// Counters that are exact at once (statements, commits, WAL).
+    pub async fn read(pool: &PgPool) -> anyhow::Result<Self> {
+        let statements: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT coalesce(sum(calls), 0)::bigint,
+                    coalesce(sum(calls) FILTER (WHERE wal_records > 0), 0)::bigint,
+                    coalesce(sum(wal_records), 0)::bigint,
+                    coalesce(sum(wal_bytes), 0)::bigint
+               FROM pg_stat_statements
+              WHERE toplevel AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND query NOT ILIKE '%pg_stat%' AND query NOT ILIKE '%pg_current_wal%'
+                AND query NOT ILIKE 'ANALYZE%' AND query NOT ILIKE 'VACUUM%'",
+        )
+        .fetch_one(pool)
+        .await
+        .ok();
+        let wal_lsn_bytes: i64 =
+            sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0')::bigint")
+                .fetch_one(pool)
+                .await?;
+        let (statements, commits, wal_records, wal_bytes) = statements.unwrap_or_default();
+        Ok(Self {
+            statements,
+            commits,
+            wal_records,
+            wal_bytes,
+            wal_lsn_bytes,
+            rows_written: None,
+            has_statements: statements > 0,
+        })
+    }
+
+    /// All counters, rows written included: waits until the idle engine's
+    /// table statistics are published.
+    pub async fn read_settled(pool: &PgPool) -> anyhow::Result<Self> {
+        tokio::time::sleep(STATS_SETTLE).await;
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(Self {
+            rows_written: Some(rows),
+            ..Self::read(pool).await?
+        })
+    }
+
+    /// These counters with the rows written of an earlier settled reading
+    /// (nothing wrote user tables in between).
+    pub fn with_rows_from(self, settled: &Counters) -> Self {
+        Self {
+            rows_written: settled.rows_written,
+            ..self
+        }
+    }
+
+    /// Costs per step between `self` (before) and `after`. None without
+    /// pg_stat_statements (statements and commits need it).
+    pub fn per_step(&self, after: &Counters, steps: u64) -> Option<StepCosts> {
+        if !(self.has_statements && after.has_statements) {
+            return None;
+        }
+        let steps = steps.max(1) as f64;
+        let per = |before: i64, after: i64| (after - before) as f64 / steps;
+        Some(StepCosts {
+            statements_per_step: per(self.statements, after.statements),
+            commits_per_step: per(self.commits, after.commits),
+            rows_written_per_step: per(self.rows_written?, after.rows_written?),
+            wal_records_per_step: per(self.wal_records, after.wal_records),
+            wal_bytes_per_step: per(self.wal_bytes, after.wal_bytes),
+        })
+    }
+
+    /// Commits since `before` (pg_stat_statements), for load figures.
+    pub fn commits_since(&self, before: &Counters) -> i64 {
+        self.commits - before.commits
+    }
+
+    /// WAL bytes since `before`: the server's WAL position, which also
+    /// counts commit records and background writes.
+    pub fn wal_bytes_since(&self, before: &Counters) -> i64 {
+        self.wal_lsn_bytes - before.wal_lsn_bytes
+    }
+}

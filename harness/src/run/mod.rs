@@ -1,0 +1,230 @@
+//! Running scenarios: a fresh database per scenario on the provisioned
+//! server, the engine in the scenario's topology, then the latency run
+//! (with phases and per-step costs) and the throughput rates; every task's
+//! result is checked against the scenario's expectation.
+
+mod costs;
+mod engine;
+pub mod environment;
+mod latency;
+mod phases;
+mod throughput;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use sqlx::{Connection, PgConnection, PgPool};
+use tasker_engine::config::TaskerConfig;
+use tasker_engine::orchestration::maintenance;
+use tasker_engine::{TaskRequest, TaskTemplate};
+use uuid::Uuid;
+
+use crate::result::{RunResult, ScenarioResult, SCHEMA_VERSION};
+use crate::scenario::Scenario;
+use engine::EngineUnderTest;
+use latency::Requests;
+
+/// What to run and on which server.
+#[derive(Clone)]
+pub struct RunPlan {
+    pub scenarios: Vec<Scenario>,
+    pub engine_config: TaskerConfig,
+    /// Superuser URL of the server (its `postgres` database).
+    pub admin_url: String,
+    pub backend: String,
+    pub reason: String,
+    /// Overrides every scenario's latency sample count (quick runs, CI).
+    pub samples: Option<u64>,
+    /// Skip the throughput rates.
+    pub latency_only: bool,
+}
+
+pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
+    let started_at = chrono::Utc::now();
+    let commit = environment::commit();
+    let mut scenarios = Vec::new();
+    let mut postgres = None;
+    for scenario in &plan.scenarios {
+        let url = fresh_database(&plan.admin_url, &scenario.name).await?;
+        let result = run_scenario(plan, scenario, &url)
+            .await
+            .with_context(|| format!("scenario '{}'", scenario.name))?;
+        if postgres.is_none() {
+            let pool = PgPool::connect(&url).await?;
+            postgres = Some(environment::postgres(&pool, &plan.backend, &plan.reason).await?);
+            pool.close().await;
+        }
+        scenarios.push(result);
+    }
+    let short = commit.sha.chars().take(10).collect::<String>();
+    Ok(RunResult {
+        schema_version: SCHEMA_VERSION,
+        id: format!("{}-{short}", started_at.format("%Y%m%dT%H%M%SZ")),
+        started_at,
+        machine: environment::machine(),
+        commit,
+        build_profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .to_string(),
+        engine_config: serde_json::to_value(&plan.engine_config)?,
+        postgres: postgres.context("no scenario ran")?,
+        scenarios,
+    })
+}
+
+async fn run_scenario(
+    plan: &RunPlan,
+    scenario: &Scenario,
+    url: &str,
+) -> anyhow::Result<ScenarioResult> {
+    let template = tasker_scenarios::template(&scenario.template)
+        .with_context(|| format!("template {} not found", scenario.template))?;
+    let engine =
+        EngineUnderTest::start(scenario.topology, url, &template, &plan.engine_config).await?;
+    let outcome = measure(plan, scenario, &template, &engine).await;
+    engine.stop().await;
+    outcome
+}
+
+async fn measure(
+    plan: &RunPlan,
+    scenario: &Scenario,
+    template: &TaskTemplate,
+    engine: &EngineUnderTest,
+) -> anyhow::Result<ScenarioResult> {
+    let (client, pool) = (engine.client(), engine.pool());
+    let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await;
+    let timeout = Duration::from_secs(scenario.timeout_s);
+    let steps = template.steps.len() as u32;
+    let base = TaskRequest::new(
+        &template.namespace_name,
+        &template.name,
+        &template.version,
+        scenario.context_json(),
+    );
+    let mut requests = Requests::new(base, &scenario.name);
+    let mut result = ScenarioResult {
+        name: scenario.name.clone(),
+        tier: scenario.tier,
+        template: template.key().to_string(),
+        steps_per_task: steps,
+        latency: None,
+        throughput: Vec::new(),
+        phases: None,
+        costs: None,
+    };
+    if let Some(latency_plan) = &scenario.latency {
+        let samples = plan.samples.unwrap_or(latency_plan.samples);
+        latency::warm_up(client, &mut requests, latency_plan.warmup, timeout).await?;
+        // What orchestration's maintenance does every few seconds in a long
+        // run: analyze the tables the warm-up grew (not counted as cost).
+        let settled = costs::Counters::read_settled(pool).await?;
+        maintenance::run_once(pool, &plan.engine_config.orchestration).await?;
+        let before = costs::Counters::read(pool).await?.with_rows_from(&settled);
+        let progress = bar(samples, &format!("{} latency", scenario.name));
+        let (latency, tasks) = latency::measure(
+            client,
+            &mut requests,
+            samples,
+            latency_plan.warmup,
+            timeout,
+            &progress,
+        )
+        .await?;
+        progress.finish_and_clear();
+        let after = costs::Counters::read_settled(pool).await?;
+        check_results(pool, scenario, &tasks).await?;
+        result.costs = before.per_step(&after, samples * steps as u64);
+        result.phases = Some(phases::breakdown(pool, &tasks).await?);
+        result.latency = Some(latency);
+    }
+    if let (Some(throughput_plan), false) = (&scenario.throughput, plan.latency_only) {
+        for &rate in &throughput_plan.rates {
+            let duration = Duration::from_secs_f64(throughput_plan.duration_s);
+            let progress = bar(
+                (rate * throughput_plan.duration_s) as u64,
+                &format!("{} at {rate}/s", scenario.name),
+            );
+            let (point, tasks) = throughput::run_rate(
+                client,
+                pool,
+                &mut requests,
+                rate,
+                duration,
+                steps,
+                timeout,
+                &progress,
+            )
+            .await?;
+            progress.finish_and_clear();
+            check_results(pool, scenario, &tasks).await?;
+            result.throughput.push(point);
+        }
+    }
+    Ok(result)
+}
+
+/// Every task produced the expected result at the expected step.
+async fn check_results(pool: &PgPool, scenario: &Scenario, tasks: &[Uuid]) -> anyhow::Result<()> {
+    let Some(expect) = &scenario.expect else {
+        return Ok(());
+    };
+    let expected = serde_json::to_value(&expect.result)?;
+    let wrong: Vec<(Uuid, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT t, s.results FROM unnest($1::uuid[]) t
+           LEFT JOIN tasker.workflow_steps s ON s.task_uuid = t AND s.name = $2
+          WHERE s.results IS DISTINCT FROM $3",
+    )
+    .bind(tasks)
+    .bind(&expect.step)
+    .bind(&expected)
+    .fetch_all(pool)
+    .await?;
+    if let Some((task, got)) = wrong.first() {
+        bail!(
+            "{} of {} tasks have a wrong result at step '{}': task {task} has {}, expected {expected}",
+            wrong.len(),
+            tasks.len(),
+            expect.step,
+            got.as_ref().map_or("nothing".to_string(), |v| v.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// A new database for one scenario, so scenarios never see each other's rows.
+async fn fresh_database(admin_url: &str, scenario: &str) -> anyhow::Result<String> {
+    let name = format!("bench_{scenario}_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(admin_url).await.with_context(|| {
+        format!(
+            "connecting to {}",
+            tasker_engine::database::redact(admin_url)
+        )
+    })?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let mut url = url::Url::parse(admin_url).context("the server URL is not a URL")?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}
+
+fn bar(length: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>28} [{bar:40}] {pos}/{len} tasks ({per_sec}, eta {eta})",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar
+}

@@ -1,0 +1,355 @@
+//! PostgreSQL provisioning, for real: a Docker container, a local cluster,
+//! an existing server by URL, and `auto`'s choice between them.
+//!
+//! The container tests need the Docker engine and a PostgreSQL image
+//! (`postgres:15`, or `tasker-postgres:15` from `scripts/pg-image`).
+//! Environment variables are process-global and tests run on parallel
+//! threads, so tests pass an explicit [`Environment`]; the code that reads
+//! the real environment is run in a child process of this test binary.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use tasker_harness::provision::docker::{self, DockerHost};
+use tasker_harness::provision::{
+    provision, provision_in, Backend, Environment, ProvisionOptions, Provisioned,
+};
+
+const MISSING_SOCKET: &str = "/nonexistent/tasker-harness-test/docker.sock";
+const CHILD_ENV: &str = "TASKER_PROVISION_TEST_CHILD";
+
+fn options_with(settings: &[(&str, &str)]) -> ProvisionOptions {
+    ProvisionOptions {
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..ProvisionOptions::default()
+    }
+}
+
+fn env(database_url: Option<String>, docker_host: DockerHost) -> Environment {
+    Environment {
+        database_url,
+        docker_host,
+    }
+}
+
+async fn show(url: &str, setting: &str) -> String {
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    value
+}
+
+/// Creates `database` through the admin URL and checks `url_for` reaches it.
+async fn url_for_reaches_a_new_database(p: &Provisioned, database: &str) {
+    let mut admin = sqlx::PgConnection::connect(&p.admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&p.url_for(database))
+        .await
+        .unwrap();
+    let current: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(current, database);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_backend_runs_postgres_with_the_settings() {
+    let options = options_with(&[
+        ("fsync", "on"),
+        ("work_mem", "7MB"),
+        ("shared_preload_libraries", "pg_stat_statements"),
+    ]);
+    let environment = env(None, DockerHost::from_env());
+    let p = provision_in(Backend::Container, &options, &environment)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.backend, "container");
+    assert!(
+        p.reason
+            .starts_with("container (--postgres container; image "),
+        "{}",
+        p.reason
+    );
+    assert!(
+        p.admin_url.starts_with("postgres://postgres@127.0.0.1:"),
+        "{}",
+        p.admin_url
+    );
+    assert!(p.admin_url.ends_with("/postgres"), "{}", p.admin_url);
+    assert_eq!(show(&p.admin_url, "work_mem").await, "7MB");
+    assert_eq!(show(&p.admin_url, "fsync").await, "on");
+    url_for_reaches_a_new_database(&p, "scenario_a").await;
+
+    // The image has contrib's pg_stat_statements, which the harness reads.
+    let mut conn = sqlx::PgConnection::connect(&p.admin_url).await.unwrap();
+    sqlx::query("CREATE EXTENSION pg_stat_statements")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let calls: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_statements")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(calls > 0);
+    conn.close().await.unwrap();
+
+    let admin_url = p.admin_url.clone();
+    drop(p);
+    assert!(
+        sqlx::PgConnection::connect(&admin_url).await.is_err(),
+        "the server still answers after the container was dropped"
+    );
+}
+
+#[tokio::test]
+async fn container_backend_reports_the_servers_complaint() {
+    let options = options_with(&[("tasker_no_such_setting", "1")]);
+    let environment = env(None, DockerHost::from_env());
+    let err = provision_in(Backend::Container, &options, &environment)
+        .await
+        .expect_err("PostgreSQL refuses unknown settings");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("unrecognized configuration parameter"),
+        "{msg}"
+    );
+    assert!(msg.contains("-c tasker_no_such_setting=1"), "{msg}");
+}
+
+/// The container is removed even when the runtime that started it is gone.
+#[test]
+fn container_is_removed_when_dropped_outside_a_runtime() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let environment = env(None, DockerHost::from_env());
+    let p = rt
+        .block_on(provision_in(
+            Backend::Container,
+            &options_with(&[]),
+            &environment,
+        ))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    drop(rt);
+    let addr = p
+        .admin_url
+        .trim_start_matches("postgres://postgres@")
+        .trim_end_matches("/postgres")
+        .to_owned();
+    assert!(std::net::TcpStream::connect(&addr).is_ok(), "{addr}");
+    drop(p);
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "{addr} still accepts connections after the container was dropped"
+    );
+}
+
+#[tokio::test]
+async fn container_backend_without_an_image_says_how_to_build_one() {
+    let options = ProvisionOptions {
+        image: "tasker-no-such-image:1".into(),
+        fallback_image: "tasker-no-such-image:2".into(),
+        ..ProvisionOptions::default()
+    };
+    let environment = env(None, DockerHost::from_env());
+    let err = provision_in(Backend::Container, &options, &environment)
+        .await
+        .expect_err("no image, so no container");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("tasker-no-such-image:1"), "{msg}");
+    assert!(msg.contains("tasker-no-such-image:2"), "{msg}");
+    assert!(msg.contains("scripts/pg-image"), "{msg}");
+
+    // auto takes that as a reason to use a local cluster.
+    let p = provision_in(Backend::Auto, &options, &environment)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.backend, "local");
+    assert!(p.reason.starts_with("auto: local (Docker "), "{}", p.reason);
+    assert!(
+        p.reason.contains("neither tasker-no-such-image:1"),
+        "{}",
+        p.reason
+    );
+}
+
+#[tokio::test]
+async fn local_backend_runs_a_durable_cluster_with_the_settings() {
+    let options = options_with(&[("work_mem", "7MB")]);
+    let environment = env(None, DockerHost::parse(&format!("unix://{MISSING_SOCKET}")));
+    let p = provision_in(Backend::Local, &options, &environment)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.backend, "local");
+    assert_eq!(show(&p.admin_url, "work_mem").await, "7MB");
+    assert_eq!(show(&p.admin_url, "fsync").await, "on");
+    url_for_reaches_a_new_database(&p, "scenario_b").await;
+
+    // The url backend on that server: DATABASE_URL may name any database;
+    // the admin URL is the server's `postgres` database.
+    let environment = env(Some(p.url_for("scenario_b")), environment.docker_host);
+    for backend in [Backend::Url, Backend::Auto] {
+        let by_url = provision_in(backend, &options, &environment)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(by_url.backend, "url");
+        assert!(
+            by_url.reason.contains("1 requested setting(s) not applied"),
+            "{}",
+            by_url.reason
+        );
+        if backend == Backend::Auto {
+            assert!(
+                by_url.reason.starts_with("auto: url (DATABASE_URL is set"),
+                "{}",
+                by_url.reason
+            );
+        }
+        assert_eq!(by_url.admin_url, p.admin_url);
+        assert_eq!(by_url.url_for("scenario_b"), p.url_for("scenario_b"));
+        assert_eq!(show(&by_url.admin_url, "work_mem").await, "7MB");
+    }
+}
+
+#[tokio::test]
+async fn auto_falls_back_to_local_when_docker_does_not_answer() {
+    let host = DockerHost::parse(&format!("unix://{MISSING_SOCKET}"));
+    let p = provision_in(Backend::Auto, &options_with(&[]), &env(None, host))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.backend, "local");
+    let expected = format!("auto: local (Docker socket {MISSING_SOCKET} did not answer: ");
+    assert!(p.reason.starts_with(&expected), "{}", p.reason);
+    assert!(!p.reason.contains('\n'), "{}", p.reason);
+    assert_eq!(show(&p.admin_url, "fsync").await, "on");
+}
+
+#[tokio::test]
+async fn probe_names_the_socket_that_did_not_answer() {
+    let timeout = Duration::from_millis(300);
+    let missing = DockerHost::parse(&format!("unix://{MISSING_SOCKET}"));
+    let err = docker::probe(&missing, timeout).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "Docker socket {MISSING_SOCKET} did not answer: it does not exist"
+        )),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-socket");
+    std::fs::write(&file, "").unwrap();
+    let err = docker::probe(&DockerHost::Unix(file.clone()), timeout)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("it is not a socket"), "{err}");
+
+    // A socket that accepts connections but never answers: the probe gives
+    // up instead of hanging.
+    let silent = dir.path().join("silent.sock");
+    let _listener = tokio::net::UnixListener::bind(&silent).unwrap();
+    let err = docker::probe(&DockerHost::Unix(silent.clone()), timeout)
+        .await
+        .unwrap_err();
+    let expected = format!("Docker socket {} did not answer", silent.display());
+    assert!(err.to_string().starts_with(&expected), "{err}");
+
+    let err = docker::probe(&DockerHost::parse("ssh://somewhere"), timeout)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not supported"), "{err}");
+}
+
+#[tokio::test]
+async fn the_docker_engine_here_answers_the_probe() {
+    let engine = docker::probe(&DockerHost::from_env(), Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(!engine.version.is_empty());
+    assert!(!engine.has_image("tasker-no-such-image:1").await.unwrap());
+}
+
+#[tokio::test]
+async fn url_backend_without_database_url_names_the_variable() {
+    let environment = env(None, DockerHost::from_env());
+    let err = provision_in(Backend::Url, &options_with(&[]), &environment)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+
+    let environment = env(Some("mysql://x@y/z".into()), DockerHost::from_env());
+    let err = provision_in(Backend::Url, &options_with(&[]), &environment)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+}
+
+/// Runs [`child_reads_the_process_environment`] in a child process with
+/// `DOCKER_HOST` at a missing socket and no `DATABASE_URL`.
+#[test]
+fn provision_reads_docker_host_and_database_url_from_the_environment() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "child_reads_the_process_environment",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, "1")
+        .env("DOCKER_HOST", format!("unix://{MISSING_SOCKET}"))
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child test did not run:\n{stdout}"
+    );
+    let reason = format!("reason=auto: local (Docker socket {MISSING_SOCKET} did not answer");
+    assert!(stdout.contains(&reason), "{stdout}");
+    assert!(stdout.contains("url-error-names=DATABASE_URL"), "{stdout}");
+}
+
+/// Does nothing unless started by the test above.
+#[tokio::test]
+async fn child_reads_the_process_environment() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let options = options_with(&[]);
+    let p = provision(Backend::Auto, &options)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.backend, "local");
+    println!("reason={}", p.reason);
+    let err = provision(Backend::Url, &options).await.unwrap_err();
+    if err.to_string().contains("DATABASE_URL") {
+        println!("url-error-names=DATABASE_URL");
+    }
+}
+
+#[test]
+fn provisioned_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Provisioned>();
+}

@@ -1,0 +1,107 @@
+//! A tiny real run (a few tasks on a throwaway cluster) produces a valid
+//! result file.
+
+use tasker_engine::config::TaskerConfig;
+use tasker_harness::result::RunResult;
+use tasker_harness::run::{self, RunPlan};
+use tasker_harness::scenario;
+
+#[tokio::test]
+async fn a_tiny_run_writes_a_result_that_reads_back() {
+    let cluster = tasker_engine::postgres::shared().expect("local PostgreSQL");
+    let scenarios = scenario::select(
+        scenario::load(&scenario::default_path()).unwrap(),
+        &[],
+        &["linear".to_string(), "conditional".to_string()],
+    )
+    .unwrap();
+    let plan = RunPlan {
+        scenarios,
+        engine_config: TaskerConfig::default(),
+        admin_url: cluster.admin_url(),
+        backend: "local".into(),
+        reason: "test".into(),
+        samples: Some(5),
+        latency_only: true,
+    };
+    let result = run::run(&plan).await.expect("run succeeds");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.json");
+    result.save(&path).unwrap();
+    let back = RunResult::load(&path).unwrap();
+    assert_eq!(back, result);
+
+    let linear = back.scenario("linear").unwrap();
+    let latency = linear.latency.as_ref().unwrap();
+    assert_eq!(latency.samples_us.len(), 5);
+    assert_eq!(latency.summary.count, 5);
+    assert!(latency.summary.p50_us > 0 && latency.summary.p50_us <= latency.summary.max_us);
+    let phases = linear.phases.as_ref().unwrap();
+    assert_eq!(phases.steps.len(), 4);
+    assert_eq!(phases.steps[0].step, "linear_step_1");
+    assert!(phases.per_task.queue_wait_us > 0.0);
+    assert!(linear.throughput.is_empty());
+    // Only the steps that ran have phases: amount 3000 takes the manager
+    // path, so 4 of the conditional workflow's 7 steps.
+    let conditional = back
+        .scenario("conditional")
+        .unwrap()
+        .phases
+        .as_ref()
+        .unwrap();
+    let ran: Vec<&str> = conditional.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        ran,
+        [
+            "validate_request",
+            "routing_decision",
+            "manager_approval",
+            "finalize_approval"
+        ]
+    );
+    assert!(back.postgres.settings.contains_key("fsync"));
+    assert_eq!(back.postgres.backend, "local");
+}
+
+#[tokio::test]
+async fn a_tiny_run_on_the_container_backend() {
+    use tasker_harness::provision::{self, Backend, ProvisionOptions};
+    let options = ProvisionOptions {
+        settings: vec![(
+            "shared_preload_libraries".into(),
+            "pg_stat_statements".into(),
+        )],
+        ..ProvisionOptions::default()
+    };
+    let server = provision::provision(Backend::Container, &options)
+        .await
+        .expect(
+            "the container backend (Docker is on this machine; scripts/pg-image builds the image)",
+        );
+    let scenarios = scenario::select(
+        scenario::load(&scenario::default_path()).unwrap(),
+        &[],
+        &["diamond".to_string()],
+    )
+    .unwrap();
+    let plan = RunPlan {
+        scenarios,
+        engine_config: TaskerConfig::default(),
+        admin_url: server.admin_url.clone(),
+        backend: server.backend.to_string(),
+        reason: server.reason.clone(),
+        samples: Some(3),
+        latency_only: true,
+    };
+    let result = run::run(&plan)
+        .await
+        .expect("run on the container succeeds");
+    assert_eq!(result.postgres.backend, "container");
+    let diamond = result.scenario("diamond").unwrap();
+    assert_eq!(diamond.latency.as_ref().unwrap().samples_us.len(), 3);
+    // pg_stat_statements is loaded there, so the per-step costs exist: three
+    // hot-path statements per step, fewer when results are batched.
+    let costs = diamond.costs.expect("per-step costs");
+    assert!(costs.statements_per_step >= 2.0, "{costs:?}");
+    assert!(costs.rows_written_per_step > 0.0 && costs.wal_bytes_per_step > 0.0);
+}
