@@ -49,8 +49,9 @@ impl CostMetric {
 
     pub fn tolerance(self, config: &CompareConfig) -> f64 {
         match self {
+            CostMetric::Statements | CostMetric::Commits => config.statement_tolerance,
             CostMetric::WalBytes => config.wal_bytes_tolerance,
-            _ => config.cost_tolerance,
+            CostMetric::RowsWritten | CostMetric::WalRecords => config.cost_tolerance,
         }
     }
 }
@@ -113,10 +114,11 @@ mod tests {
     }
 
     #[test]
-    fn ten_percent_more_statements_regresses() {
+    fn one_more_statement_per_step_regresses() {
+        // 3 statements per step becoming 4: +33%, far beyond the tolerance.
         let baseline = step_costs();
         let current = StepCosts {
-            statements_per_step: baseline.statements_per_step * 1.10,
+            statements_per_step: baseline.statements_per_step * 4.0 / 3.0,
             ..baseline
         };
         let changes = compare_costs(&baseline, &current, &CompareConfig::default());

@@ -213,7 +213,7 @@ mod tests {
         let samples = normal_samples(15, 200, 9_000.0, 800.0);
         let baseline = linear("baseline", samples.clone());
         let more_statements = StepCosts {
-            statements_per_step: 3.3,
+            statements_per_step: 4.0,
             ..step_costs()
         };
         let current = run(

@@ -133,7 +133,8 @@ fn cost_section(comparison: &Comparison) -> Vec<String> {
     let config = &comparison.config;
     let mut lines = vec![
         format!(
-            "### Per-step cost (tolerance ±{:.0}%, WAL bytes ±{:.0}%)",
+            "### Per-step cost (tolerance: statements and commits ±{:.0}%, rows and WAL records ±{:.0}%, WAL bytes ±{:.0}%)",
+            config.statement_tolerance * 100.0,
             config.cost_tolerance * 100.0,
             config.wal_bytes_tolerance * 100.0
         ),

@@ -15,7 +15,7 @@ fn samples(seed: u64) -> Vec<u64> {
 fn more_statements_regress_with_unchanged_latency() {
     let baseline = run("b", vec![scenario("linear", samples(1), step_costs())]);
     let more_statements = StepCosts {
-        statements_per_step: 3.3,
+        statements_per_step: 4.0,
         ..step_costs()
     };
     let current = run("c", vec![scenario("linear", samples(2), more_statements)]);
@@ -134,7 +134,7 @@ fn the_markdown_shows_every_table() {
         ],
     );
     let more_statements = StepCosts {
-        statements_per_step: 3.3,
+        statements_per_step: 4.0,
         ..step_costs()
     };
     let current = run(
@@ -158,7 +158,7 @@ fn the_markdown_shows_every_table() {
         text.contains("**regressed** (not confirmed by a re-run)"),
         "{text}"
     );
-    assert!(text.contains("**3.00 → 3.30 (+10.0%)**"), "{text}");
+    assert!(text.contains("**3.00 → 4.00 (+33.3%)**"), "{text}");
     assert!(
         text.contains("### Throughput (informative, not gating)"),
         "{text}"
