@@ -7,6 +7,8 @@
 //! threads, so tests pass an explicit [`Environment`]; the code that reads
 //! the real environment is run in a child process of this test binary.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,6 +17,9 @@ use tasker_harness::provision::docker::{self, DockerHost};
 use tasker_harness::provision::{
     provision, provision_in, Backend, Environment, ProvisionOptions, Provisioned,
 };
+use testcontainers::bollard::models::VolumeCreateRequest;
+use testcontainers::bollard::query_parameters::ListVolumesOptions;
+use testcontainers::bollard::Docker;
 
 const MISSING_SOCKET: &str = "/nonexistent/tasker-harness-test/docker.sock";
 const CHILD_ENV: &str = "TASKER_PROVISION_TEST_CHILD";
@@ -51,6 +56,44 @@ async fn show(url: &str, setting: &str) -> String {
         .unwrap();
     conn.close().await.unwrap();
     value
+}
+
+/// The socket directory of a container's URL (`...?host=%2Ftmp%2F...`).
+fn socket_dir(admin_url: &str) -> PathBuf {
+    let url = url::Url::parse(admin_url).unwrap();
+    let (_, host) = url
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .unwrap_or_else(|| panic!("{admin_url} names no socket directory"));
+    PathBuf::from(host.into_owned())
+}
+
+/// The socket of a container's URL: `<dir>/.s.PGSQL.<port>`.
+fn socket_path(admin_url: &str) -> PathBuf {
+    let port = url::Url::parse(admin_url).unwrap().port().unwrap();
+    socket_dir(admin_url).join(format!(".s.PGSQL.{port}"))
+}
+
+fn docker_client() -> Docker {
+    Docker::connect_with_local_defaults().expect("a Docker client")
+}
+
+/// Names of the data volumes whose label names `dir` as their socket
+/// directory.
+async fn volumes_of(dir: &Path) -> Vec<String> {
+    let filter = format!("tasker-harness.socket-dir={}", dir.display());
+    let options = ListVolumesOptions {
+        filters: Some(HashMap::from([("label".into(), vec![filter])])),
+    };
+    docker_client()
+        .list_volumes(Some(options))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect()
 }
 
 /// Creates `database` through the admin URL and checks `url_for` reaches it.
@@ -90,14 +133,25 @@ async fn container_backend_runs_postgres_with_the_settings() {
         "{}",
         p.reason
     );
+    // No docker-proxy: a unix socket in a host directory.
     assert!(
-        p.admin_url.starts_with("postgres://postgres@127.0.0.1:"),
+        p.admin_url
+            .starts_with("postgres://postgres@localhost:5433/postgres?host=%2F"),
         "{}",
         p.admin_url
     );
-    assert!(p.admin_url.ends_with("/postgres"), "{}", p.admin_url);
+    let dir = socket_dir(&p.admin_url);
+    assert!(socket_path(&p.admin_url).exists(), "{}", p.admin_url);
+    // PGDATA on a volume of its own, removed with the container.
+    let volumes = volumes_of(&dir).await;
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
     assert_eq!(show(&p.admin_url, "work_mem").await, "7MB");
     assert_eq!(show(&p.admin_url, "fsync").await, "on");
+    assert_eq!(show(&p.admin_url, "synchronous_commit").await, "on");
+    assert_eq!(
+        show(&p.admin_url, "data_directory").await,
+        "/var/lib/postgresql/data"
+    );
     url_for_reaches_a_new_database(&p, "scenario_a").await;
 
     // The image has contrib's pg_stat_statements, which the harness reads.
@@ -119,6 +173,8 @@ async fn container_backend_runs_postgres_with_the_settings() {
         sqlx::PgConnection::connect(&admin_url).await.is_err(),
         "the server still answers after the container was dropped"
     );
+    assert!(!dir.exists(), "{} is left after the drop", dir.display());
+    assert_eq!(volumes_of(&dir).await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -149,17 +205,64 @@ fn container_is_removed_when_dropped_outside_a_runtime() {
         ))
         .unwrap_or_else(|e| panic!("{e:#}"));
     drop(rt);
-    let addr = p
-        .admin_url
-        .trim_start_matches("postgres://postgres@")
-        .trim_end_matches("/postgres")
-        .to_owned();
-    assert!(std::net::TcpStream::connect(&addr).is_ok(), "{addr}");
+    let socket = socket_path(&p.admin_url);
+    let dir = socket_dir(&p.admin_url);
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "{}",
+        socket.display()
+    );
     drop(p);
     assert!(
-        std::net::TcpStream::connect(&addr).is_err(),
-        "{addr} still accepts connections after the container was dropped"
+        std::os::unix::net::UnixStream::connect(&socket).is_err(),
+        "{} still accepts connections after the container was dropped",
+        socket.display()
     );
+    assert!(!dir.exists(), "{} is left after the drop", dir.display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(volumes_of(&dir)), Vec::<String>::new());
+}
+
+/// What a killed run leaves (a labelled data volume and its socket
+/// directory) is removed when the next container starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_and_socket_directories_of_dead_owners_are_swept() {
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let pidns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let name = format!("tasker-harness-pg.test{}", std::process::id());
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".s.PGSQL.5433.lock"), "left by a killed server").unwrap();
+    let labels = HashMap::from([
+        ("tasker-harness.owner-pid".to_string(), dead_pid.to_string()),
+        (
+            "tasker-harness.owner-pidns".to_string(),
+            pidns.to_string_lossy().into_owned(),
+        ),
+        (
+            "tasker-harness.socket-dir".to_string(),
+            dir.to_string_lossy().into_owned(),
+        ),
+    ]);
+    docker_client()
+        .create_volume(VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(volumes_of(&dir).await, vec![name]);
+
+    let environment = env(None, DockerHost::from_env());
+    let p = provision_in(Backend::Container, &options_with(&[]), &environment)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(volumes_of(&dir).await, Vec::<String>::new());
+    assert!(!dir.exists(), "{} was not swept", dir.display());
+    drop(p);
 }
 
 #[tokio::test]
