@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use tasker_engine::orchestration::{create_task, register_templates};
-use tasker_engine::testing::test_database;
 use tasker_engine::{
-    database, Embedded, HandlerError, HandlerRegistry, StepContext, StepHandler, StepState,
-    TaskRequest, TaskState, TaskTemplate,
+    Embedded, HandlerError, HandlerRegistry, StepContext, StepHandler, StepState, TaskRequest,
+    TaskState, TaskTemplate,
 };
 
 use crate::{start, test_config, TASK_TIMEOUT};
@@ -194,14 +192,7 @@ async fn a_step_that_always_fails_ends_the_task_in_error() {
         "Unavailable"
     );
     assert_eq!(audit(&engine, step.workflow_step_uuid).await.len(), 3);
-    let task_history: Vec<String> = engine
-        .client
-        .task_transitions(task)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.to_state)
-        .collect();
+    let task_history = crate::task_history(&engine, task).await;
     assert_eq!(
         task_history[task_history.len() - 2..],
         ["blocked_by_failures", "error"]
@@ -273,24 +264,9 @@ impl StepHandler for Counting {
 #[tokio::test]
 async fn a_duplicated_queue_message_runs_the_handler_once() {
     let template = crate::scenario("linear_workflow");
-    let database = test_database().await.unwrap();
-    let pool = database::connect(&database.url, &Default::default())
-        .await
-        .unwrap();
-    database::migrate(&pool).await.unwrap();
-    register_templates(&pool, std::slice::from_ref(&template))
-        .await
-        .unwrap();
-
-    // Before any worker runs: the first step's message is in the queue;
+    // Before any worker runs, the first step's message is in the queue;
     // put two more copies of it there.
-    let request = TaskRequest::new(
-        "linear",
-        "linear_workflow",
-        "1.0.0",
-        json!({"even_number": 2}),
-    );
-    let task = create_task(&pool, &request).await.unwrap().task_uuid;
+    let (url, pool, task) = crate::idle_linear_task().await;
     for _ in 0..2 {
         sqlx::query(
             "SELECT pgmq.send('worker_linear_queue', jsonb_build_object('task_uuid', t.task_uuid, 'step_uuid', s.workflow_step_uuid))
@@ -307,7 +283,7 @@ async fn a_duplicated_queue_message_runs_the_handler_once() {
     let mut registry = HandlerRegistry::new();
     registry.register("linear.square", counting.clone());
     let engine = Embedded::start(
-        &database.url,
+        &url,
         test_config(),
         std::slice::from_ref(&template),
         registry,

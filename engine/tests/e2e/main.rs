@@ -40,6 +40,41 @@ pub async fn start_with(
         .expect("engine starts")
 }
 
+/// A migrated database with the linear template and one linear task
+/// created, but no orchestrator or worker running: the task stays where it
+/// is (its first step enqueued). Returns the database's URL too.
+pub async fn idle_linear_task() -> (String, sqlx::PgPool, uuid::Uuid) {
+    use tasker_engine::orchestration::{create_task, register_templates};
+    let database = test_database().await.unwrap();
+    let pool = tasker_engine::database::connect(&database.url, &Default::default())
+        .await
+        .unwrap();
+    tasker_engine::database::migrate(&pool).await.unwrap();
+    register_templates(&pool, &[scenario("linear_workflow")])
+        .await
+        .unwrap();
+    let request = tasker_engine::TaskRequest::new(
+        "linear",
+        "linear_workflow",
+        "1.0.0",
+        serde_json::json!({"even_number": 2}),
+    );
+    let task = create_task(&pool, &request).await.unwrap().task_uuid;
+    (database.url, pool, task)
+}
+
+/// The states a task went through, in order.
+pub async fn task_history(engine: &Embedded, task: uuid::Uuid) -> Vec<String> {
+    engine
+        .client
+        .task_transitions(task)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.to_state)
+        .collect()
+}
+
 pub fn scenario(name: &str) -> TaskTemplate {
     tasker_scenarios::template(name).unwrap_or_else(|| panic!("scenario template {name}"))
 }

@@ -67,14 +67,7 @@ async fn assert_full_history(engine: &tasker_engine::Embedded, task: Uuid) {
             step.name
         );
     }
-    let task_history: Vec<String> = engine
-        .client
-        .task_transitions(task)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.to_state)
-        .collect();
+    let task_history = crate::task_history(engine, task).await;
     assert_eq!(
         task_history.first().map(String::as_str),
         Some("pending"),

@@ -4,32 +4,15 @@
 
 use serde_json::json;
 use sqlx::PgPool;
-use tasker_engine::orchestration::{create_task, register_templates};
+use tasker_engine::orchestration::create_task;
 use tasker_engine::state::{transition_step, transition_task, StateError};
-use tasker_engine::testing::test_database;
-use tasker_engine::{database, StepState, TaskRequest, TaskState};
+use tasker_engine::{StepState, TaskRequest, TaskState};
 use uuid::Uuid;
 
 use crate::scenario;
 
-/// A migrated database with the linear template and one task created but
-/// no orchestrator or worker running: the task stays where it is.
 async fn idle_task() -> (PgPool, Uuid) {
-    let database = test_database().await.unwrap();
-    let pool = database::connect(&database.url, &Default::default())
-        .await
-        .unwrap();
-    database::migrate(&pool).await.unwrap();
-    register_templates(&pool, &[scenario("linear_workflow")])
-        .await
-        .unwrap();
-    let request = TaskRequest::new(
-        "linear",
-        "linear_workflow",
-        "1.0.0",
-        json!({"even_number": 2}),
-    );
-    let task = create_task(&pool, &request).await.unwrap().task_uuid;
+    let (_, pool, task) = crate::idle_linear_task().await;
     (pool, task)
 }
 
