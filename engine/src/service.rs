@@ -47,6 +47,33 @@ pub fn database_url(config: &TaskerConfig) -> anyhow::Result<String> {
     )
 }
 
+/// The configuration options every binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Directory with tasker.toml and environments/<env>.toml.
+    #[arg(long, default_value_os_t = default_config_dir())]
+    pub config_dir: PathBuf,
+    /// Environment whose overrides to apply.
+    #[arg(long, env = "TASKER_ENV")]
+    pub env: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> anyhow::Result<TaskerConfig> {
+        Ok(TaskerConfig::load(&self.config_dir, self.env.as_deref())?)
+    }
+}
+
+/// Run a binary's `main`: logging, then `run`, printing `Error: …` and
+/// exiting 1 if it fails.
+pub async fn main<F: std::future::Future<Output = anyhow::Result<()>>>(run: F) {
+    crate::telemetry::init();
+    if let Err(error) = run.await {
+        eprintln!("Error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
 /// `--config-dir` default: `TASKER_CONFIG_DIR` or `config`.
 pub fn default_config_dir() -> PathBuf {
     std::env::var_os("TASKER_CONFIG_DIR")

@@ -1,26 +1,19 @@
 //! tasker-server: orchestration and the REST API.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Parser;
 use tasker_engine::api::{app, ApiState};
-use tasker_engine::config::TaskerConfig;
 use tasker_engine::database::{self, PoolSettings};
 use tasker_engine::orchestration::{register_templates, Orchestrator};
 use tasker_engine::postgres::{ClusterOptions, LocalCluster};
-use tasker_engine::{service, telemetry, TaskerClient};
+use tasker_engine::{service, TaskerClient};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(version, about = "Tasker orchestration server and REST API")]
 struct Args {
-    /// Directory with tasker.toml and environments/<env>.toml.
-    #[arg(long, default_value_os_t = service::default_config_dir())]
-    config_dir: PathBuf,
-    /// Environment whose overrides to apply.
-    #[arg(long, env = "TASKER_ENV")]
-    env: Option<String>,
+    #[command(flatten)]
+    config: service::ConfigArgs,
     /// Address to listen on (overrides api.bind).
     #[arg(long)]
     bind: Option<String>,
@@ -32,15 +25,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    telemetry::init();
-    if let Err(error) = run(Args::parse()).await {
-        eprintln!("Error: {error:#}");
-        std::process::exit(1);
-    }
+    service::main(run(Args::parse())).await
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = TaskerConfig::load(&args.config_dir, args.env.as_deref())?;
+    let mut config = args.config.load()?;
     if let Some(bind) = args.bind {
         config.api.bind = bind;
     }

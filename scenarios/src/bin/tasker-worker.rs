@@ -4,23 +4,17 @@
 //! lives beside them; it is also the model for writing your own: build a
 //! `HandlerRegistry`, then `Worker::start`.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Parser;
-use tasker_engine::config::TaskerConfig;
 use tasker_engine::database::{self, PoolSettings};
+use tasker_engine::service;
 use tasker_engine::worker::Worker;
-use tasker_engine::{service, telemetry};
 
 #[derive(Parser)]
 #[command(version, about = "Tasker worker running the scenario step handlers")]
 struct Args {
-    /// Directory with tasker.toml and environments/<env>.toml.
-    #[arg(long, default_value_os_t = service::default_config_dir())]
-    config_dir: PathBuf,
-    #[arg(long, env = "TASKER_ENV")]
-    env: Option<String>,
+    #[command(flatten)]
+    config: service::ConfigArgs,
     /// Worker id recorded in transitions (overrides worker.worker_id).
     #[arg(long)]
     worker_id: Option<String>,
@@ -28,15 +22,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    telemetry::init();
-    if let Err(error) = run(Args::parse()).await {
-        eprintln!("Error: {error:#}");
-        std::process::exit(1);
-    }
+    service::main(run(Args::parse())).await
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = TaskerConfig::load(&args.config_dir, args.env.as_deref())?;
+    let mut config = args.config.load()?;
     if args.worker_id.is_some() {
         config.worker.worker_id = args.worker_id;
     }
