@@ -61,12 +61,18 @@ fn latency_section(comparison: &Comparison) -> Vec<String> {
     ];
     lines.extend(rows);
     lines.push(String::new());
-    lines.push(format!(
-        "Change of medians with its bootstrap interval; Mann-Whitney U p-value. A change counts only when p < {} \
-         and the whole interval lies beyond ±{:.0}%; a regression fails the gate only when a re-run reproduces it.",
-        config.significance_level,
-        config.noise_threshold * 100.0
-    ));
+    lines.push(if config.noise_threshold.is_finite() {
+        format!(
+            "Change of medians with its bootstrap interval; Mann-Whitney U p-value. A change counts only when p < {} \
+             and the whole interval lies beyond ±{:.0}%; a regression fails the gate only when a re-run reproduces it.",
+            config.significance_level,
+            config.noise_threshold * 100.0
+        )
+    } else {
+        "Change of medians with its bootstrap interval; Mann-Whitney U p-value. Shown for information only: \
+         the two runs are of different machines or builds, so wall-clock figures do not decide."
+            .to_string()
+    });
     lines.push(String::new());
     lines
 }
