@@ -34,6 +34,10 @@ enum Command {
     Gate(GateArgs),
     /// Write reports/e2e-report.md and its plots.
     Report(ReportArgs),
+    /// Interleaved A/B: the engine as configured (A) against the same
+    /// engine with extra environment (B), tasks alternating between them;
+    /// paired statistics; exit 1 if B is slower beyond the noise threshold.
+    Ab(AbArgs),
     /// Baselines under reports/baselines/.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -82,6 +86,25 @@ struct GateArgs {
 }
 
 #[derive(Args)]
+struct AbArgs {
+    /// Pairs of tasks (one on A, one on B).
+    #[arg(long, default_value_t = 200)]
+    pairs: u64,
+    /// NAME=VALUE set on B's processes, e.g. TASKER__WORKER__INJECTED_DELAY_US=250.
+    #[arg(long = "candidate-env", value_parser = parse_env_pair)]
+    candidate_env: Vec<(String, String)>,
+    /// The scenario (one; default: linear) and where PostgreSQL comes from.
+    #[command(flatten)]
+    plan: RunArgs,
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))
+}
+
+#[derive(Args)]
 struct ReportArgs {
     #[arg(long, default_value = "latest")]
     run: String,
@@ -122,6 +145,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Gate(args) => gate(reports, args).await,
+        Command::Ab(args) => ab(args).await,
         Command::Report(args) => {
             let current = RunResult::load(&resolve_run(reports, &args.run)?)?;
             let baseline = match &args.baseline {
@@ -245,6 +269,37 @@ async fn gate(reports: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
         println!("gate: REGRESSED");
         Ok(ExitCode::FAILURE)
     }
+}
+
+async fn ab(mut args: AbArgs) -> anyhow::Result<ExitCode> {
+    if args.plan.scenarios.is_empty() && args.plan.tiers.is_empty() {
+        args.plan.scenarios.push("linear".into());
+    }
+    let (_server, plan) = prepare(&args.plan).await?;
+    let [scenario] = plan.scenarios.as_slice() else {
+        bail!("ab compares one scenario at a time; name it with --scenario");
+    };
+    let samples = run::ab::run_ab(&plan, scenario, args.pairs, &args.candidate_env).await?;
+    let config = CompareConfig::default();
+    let result =
+        compare::compare_interleaved(&samples.baseline_us, &samples.candidate_us, &config)?;
+    println!(
+        "{}: {} pairs, A median {:.2} ms, B median {:.2} ms, B/A {:+.1}% (95% CI {:+.1}% .. {:+.1}%), Wilcoxon p {:.3}: {}",
+        scenario.name,
+        result.pairs,
+        result.baseline_median_us / 1000.0,
+        result.candidate_median_us / 1000.0,
+        result.relative_change * 100.0,
+        result.ci_low * 100.0,
+        result.ci_high * 100.0,
+        result.p_value,
+        result.verdict.label()
+    );
+    Ok(if result.verdict == compare::Verdict::Regressed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Wall-clock latency decides only between comparable runs (same machine

@@ -52,7 +52,11 @@ impl Dispatcher {
                 let msg_id = step.msg_id;
                 let step_uuid = step.workflow_step_uuid;
                 if !injected_delay.is_zero() {
-                    tokio::time::sleep(injected_delay).await;
+                    // tokio's timer rounds up to whole milliseconds; a
+                    // thread's sleep keeps sub-millisecond delays close to
+                    // what was asked, off the runtime's threads.
+                    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(injected_delay))
+                        .await;
                 }
                 let outcome = run_step(&registry, step).await;
                 let completion = Completion {

@@ -54,7 +54,7 @@ impl EngineUnderTest {
                 orchestrators,
                 workers,
             } => Ok(Self::Cluster(
-                Cluster::start(url, template, config, orchestrators, workers).await?,
+                Cluster::start(url, template, config, orchestrators, workers, &[]).await?,
             )),
         }
     }
@@ -82,12 +82,25 @@ impl EngineUnderTest {
 }
 
 impl Cluster {
-    async fn start(
+    pub fn client(&self) -> &TaskerClient {
+        &self.client
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Cluster {
+    /// `env` is set on every process (e.g. `TASKER__WORKER__...`
+    /// overrides: the A/B runner's candidate).
+    pub(crate) async fn start(
         url: &str,
         template: &TaskTemplate,
         config: &TaskerConfig,
         orchestrators: u8,
         workers: u8,
+        env: &[(String, String)],
     ) -> anyhow::Result<Self> {
         let pool = database::connect(url, &PoolSettings::from(&config.database)).await?;
         database::migrate(&pool).await?;
@@ -96,14 +109,14 @@ impl Cluster {
         let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
         let mut processes = Vec::new();
         for i in 0..orchestrators {
-            let mut command = engine_command("tasker-server", url)?;
+            let mut command = engine_command("tasker-server", url, env)?;
             command.args(["--bind", "127.0.0.1:0"]);
             processes.push(
                 spawn_until_ready(command, "listening on", &format!("tasker-server #{i}")).await?,
             );
         }
         for i in 0..workers {
-            let mut command = engine_command("tasker-worker", url)?;
+            let mut command = engine_command("tasker-worker", url, env)?;
             command.args(["--worker-id", &format!("harness-worker-{i}")]);
             processes
                 .push(spawn_until_ready(command, "running", &format!("tasker-worker #{i}")).await?);
@@ -116,7 +129,7 @@ impl Cluster {
         })
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         for child in &mut self.processes {
             if let Some(pid) = child.id() {
                 // SIGTERM: the engine's graceful shutdown.
@@ -152,7 +165,7 @@ fn engine_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn engine_command(name: &str, url: &str) -> anyhow::Result<Command> {
+fn engine_command(name: &str, url: &str, env: &[(String, String)]) -> anyhow::Result<Command> {
     let mut command = Command::new(engine_binary(name)?);
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     command
@@ -167,6 +180,7 @@ fn engine_command(name: &str, url: &str) -> anyhow::Result<Command> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     Ok(command)
 }
 

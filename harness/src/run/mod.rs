@@ -3,6 +3,7 @@
 //! (with phases and per-step costs) and the throughput rates; every task's
 //! result is checked against the scenario's expectation.
 
+pub mod ab;
 mod costs;
 mod engine;
 pub mod environment;
