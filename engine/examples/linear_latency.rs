@@ -7,9 +7,9 @@
 //! synchronous_commit on; pg_stat_statements loaded), runs `warmup` tasks,
 //! then `samples` tasks one at a time, each timed from the client's submit
 //! to the completion notification. Prints latency percentiles (HDR
-//! histogram, microseconds), then statements, transactions and WAL per
-//! step from pg_stat_statements, pg_stat_database and pg_stat_wal.
-//! (The harness issue turns this into the full tiered benchmark.)
+//! histogram, microseconds), then statements and WAL per step from
+//! pg_stat_statements and pg_stat_wal. Where a step's time goes (phases)
+//! is reported by the harness: `tasker-harness run --scenario linear`.
 
 use std::time::{Duration, Instant};
 
@@ -144,7 +144,6 @@ async fn main() -> anyhow::Result<()> {
             mean_ms
         );
     }
-    print_phases(&engine.pool).await?;
     let dead: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT relname::text, n_live_tup, n_dead_tup, vacuum_count + autovacuum_count, analyze_count + autoanalyze_count
            FROM pg_stat_user_tables ORDER BY n_dead_tup DESC LIMIT 6",
@@ -169,32 +168,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     engine.shutdown().await;
-    Ok(())
-}
-
-/// Where a step's time goes, from its recorded transitions (mean over all
-/// steps, milliseconds).
-async fn print_phases(pool: &PgPool) -> anyhow::Result<()> {
-    let (queued, running, reporting, next): (f64, f64, f64, f64) = sqlx::query_as(
-        "WITH s AS (
-            SELECT ws.task_uuid, ws.name,
-                   max(t.created_at) FILTER (WHERE t.to_state = 'enqueued') AS enqueued,
-                   max(t.created_at) FILTER (WHERE t.to_state = 'in_progress') AS claimed,
-                   max(t.created_at) FILTER (WHERE t.to_state = 'enqueued_for_orchestration') AS reported,
-                   max(t.created_at) FILTER (WHERE t.to_state = 'complete') AS completed
-              FROM tasker.workflow_steps ws
-              JOIN tasker.workflow_step_transitions t USING (workflow_step_uuid)
-             GROUP BY ws.task_uuid, ws.name),
-         n AS (SELECT s.*, lead(enqueued) OVER (PARTITION BY task_uuid ORDER BY name) AS next_enqueued FROM s)
-         SELECT (avg(extract(epoch FROM claimed - enqueued)) * 1000)::float8,
-                (avg(extract(epoch FROM reported - claimed)) * 1000)::float8,
-                (avg(extract(epoch FROM completed - reported)) * 1000)::float8,
-                coalesce(avg(extract(epoch FROM next_enqueued - completed)) * 1000, 0)::float8
-           FROM n",
-    )
-    .fetch_one(pool)
-    .await?;
-    println!("per step, mean ms: enqueued->claimed {queued:.3}  claimed->result {running:.3}  result->completed {reporting:.3}  completed->next enqueued {next:.3}");
     Ok(())
 }
 
