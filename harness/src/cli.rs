@@ -7,10 +7,11 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use clap::{Args, Parser, Subcommand};
 use tasker_engine::config::TaskerConfig;
+use tasker_harness::build::EngineBuild;
 use tasker_harness::compare::{self, CompareConfig, Rerun};
 use tasker_harness::provision::{self, Backend, ProvisionOptions, Provisioned};
 use tasker_harness::result::RunResult;
-use tasker_harness::run::{self, RunPlan};
+use tasker_harness::run::{self, RunPlan, Side};
 use tasker_harness::{report, scenario, summary};
 
 #[derive(Parser)]
@@ -34,9 +35,9 @@ enum Command {
     Gate(GateArgs),
     /// Write reports/e2e-report.md and its plots.
     Report(ReportArgs),
-    /// Interleaved A/B: the engine as configured (A) against the same
-    /// engine with extra environment (B), tasks alternating between them;
-    /// paired statistics; exit 1 if B is slower beyond the noise threshold.
+    /// Interleaved A/B of one scenario: a reference engine (A: this build,
+    /// or --against <ref>) and this build with --candidate-env (B), tasks
+    /// alternating between them; paired statistics; exit 1 on a regression.
     Ab(AbArgs),
     /// Baselines under reports/baselines/.
     #[command(subcommand)]
@@ -76,26 +77,57 @@ struct CompareArgs {
 
 #[derive(Args)]
 struct GateArgs {
-    #[arg(long)]
-    baseline: String,
+    /// Stored baseline (reports/baselines/<name>.json, or a file).
+    #[arg(long, required_unless_present = "against", conflicts_with = "against")]
+    baseline: Option<String>,
     /// Gate this stored run instead of running now (no re-run possible).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "against")]
     run: Option<String>,
+    #[command(flatten)]
+    ab: AbSides,
     #[command(flatten)]
     plan: RunArgs,
 }
 
 #[derive(Args)]
 struct AbArgs {
-    /// Pairs of tasks (one on A, one on B).
-    #[arg(long, default_value_t = 200)]
-    pairs: u64,
-    /// NAME=VALUE set on B's processes, e.g. TASKER__WORKER__INJECTED_DELAY_US=250.
-    #[arg(long = "candidate-env", value_parser = parse_env_pair)]
-    candidate_env: Vec<(String, String)>,
+    #[command(flatten)]
+    sides: AbSides,
     /// The scenario (one; default: linear) and where PostgreSQL comes from.
     #[command(flatten)]
     plan: RunArgs,
+}
+
+/// The two engines of an A/B run.
+#[derive(Args)]
+struct AbSides {
+    /// A/B mode: build this git ref (under target/against/) and run it as A,
+    /// interleaved with this build as B, instead of a stored baseline.
+    #[arg(long)]
+    against: Option<String>,
+    /// NAME=VALUE set on B's processes, e.g.
+    /// TASKER__WORKER__INJECTED_DELAY_US=250 (the gate's self-test).
+    #[arg(long = "candidate-env", value_parser = parse_env_pair)]
+    candidate_env: Vec<(String, String)>,
+}
+
+impl AbSides {
+    /// A: the ref's build (built now if needed) or this build; B: this
+    /// build with the candidate environment.
+    async fn resolve(&self) -> anyhow::Result<(Side, Side)> {
+        let this = EngineBuild::this()?;
+        let reference = match &self.against {
+            Some(git_ref) => {
+                let git_ref = git_ref.clone();
+                tokio::task::spawn_blocking(move || EngineBuild::of_ref(&git_ref)).await??
+            }
+            None => this.clone(),
+        };
+        Ok((
+            Side::new(reference, Vec::new()),
+            Side::new(this, self.candidate_env.clone()),
+        ))
+    }
 }
 
 fn parse_env_pair(text: &str) -> Result<(String, String), String> {
@@ -144,8 +176,22 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", compare::render_markdown(&comparison));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Gate(args) if args.ab.against.is_some() => {
+            let (reference, candidate) = args.ab.resolve().await?;
+            let (_server, plan) = prepare(&args.plan).await?;
+            let comparison = gate_ab(&plan, &reference, &candidate).await?;
+            Ok(verdict_exit(&comparison))
+        }
         Command::Gate(args) => gate(reports, args).await,
-        Command::Ab(args) => ab(args).await,
+        Command::Ab(mut args) => {
+            if args.plan.scenarios.is_empty() && args.plan.tiers.is_empty() {
+                args.plan.scenarios.push("linear".into());
+            }
+            let (reference, candidate) = args.sides.resolve().await?;
+            let (_server, plan) = prepare(&args.plan).await?;
+            let comparison = gate_ab(&plan, &reference, &candidate).await?;
+            Ok(verdict_exit(&comparison))
+        }
         Command::Report(args) => {
             let current = RunResult::load(&resolve_run(reports, &args.run)?)?;
             let baseline = match &args.baseline {
@@ -226,7 +272,10 @@ async fn prepare(args: &RunArgs) -> anyhow::Result<(Provisioned, RunPlan)> {
 }
 
 async fn gate(reports: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
-    let baseline = RunResult::load(&baseline_path(reports, &args.baseline))?;
+    let name = args
+        .baseline
+        .context("--baseline or --against is required")?;
+    let baseline = RunResult::load(&baseline_path(reports, &name))?;
     let (current, mut rerun): (RunResult, Box<dyn Rerun>) = match &args.run {
         Some(run) => (
             RunResult::load(&resolve_run(reports, run)?)?,
@@ -262,44 +311,78 @@ async fn gate(reports: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
             current.build_profile
         );
     }
-    if verdict.passed() {
+    Ok(verdict_exit(&verdict))
+}
+
+/// Prints the gate's last line; its exit code.
+fn verdict_exit(comparison: &compare::Comparison) -> ExitCode {
+    if comparison.passed() {
         println!("gate: passed");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         println!("gate: REGRESSED");
-        Ok(ExitCode::FAILURE)
+        ExitCode::FAILURE
     }
 }
 
-async fn ab(mut args: AbArgs) -> anyhow::Result<ExitCode> {
-    if args.plan.scenarios.is_empty() && args.plan.tiers.is_empty() {
-        args.plan.scenarios.push("linear".into());
-    }
-    let (_server, plan) = prepare(&args.plan).await?;
-    let [scenario] = plan.scenarios.as_slice() else {
-        bail!("ab compares one scenario at a time; name it with --scenario");
-    };
-    let samples = run::ab::run_ab(&plan, scenario, args.pairs, &args.candidate_env).await?;
+/// A/B run of every planned scenario: paired latency and each side's
+/// per-step costs; a latency regression is confirmed by a second A/B run
+/// of that scenario. Prints the comparison.
+async fn gate_ab(
+    plan: &RunPlan,
+    reference: &Side,
+    candidate: &Side,
+) -> anyhow::Result<compare::Comparison> {
     let config = CompareConfig::default();
-    let result =
-        compare::compare_interleaved(&samples.baseline_us, &samples.candidate_us, &config)?;
-    println!(
-        "{}: {} pairs, A median {:.2} ms, B median {:.2} ms, B/A {:+.1}% (95% CI {:+.1}% .. {:+.1}%), Wilcoxon p {:.3}: {}",
-        scenario.name,
-        result.pairs,
-        result.baseline_median_us / 1000.0,
-        result.candidate_median_us / 1000.0,
-        result.relative_change * 100.0,
-        result.ci_low * 100.0,
-        result.ci_high * 100.0,
-        result.p_value,
-        result.verdict.label()
-    );
-    Ok(if result.verdict == compare::Verdict::Regressed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    eprintln!("A/B: A = {}, B = {}", reference.label(), candidate.label());
+    let mut scenarios = Vec::new();
+    for scenario in &plan.scenarios {
+        let pairs = plan
+            .samples
+            .or(scenario.latency.as_ref().map(|l| l.samples))
+            .unwrap_or(200);
+        let run = || async {
+            let samples = run::ab::run_ab(plan, scenario, pairs, reference, candidate)
+                .await
+                .with_context(|| format!("A/B run of scenario '{}'", scenario.name))?;
+            let paired =
+                compare::compare_interleaved(&samples.baseline_us, &samples.candidate_us, &config)?;
+            anyhow::Ok((samples, paired))
+        };
+        let (samples, paired) = run().await?;
+        let mut comparison = compare::compare_ab_scenario(
+            &scenario.name,
+            paired,
+            samples.baseline_costs.as_ref(),
+            samples.candidate_costs.as_ref(),
+            &config,
+        );
+        let pending = comparison
+            .paired
+            .as_ref()
+            .is_some_and(|p| p.needs_confirmation());
+        if pending && comparison.cost_verdict() != compare::Verdict::Regressed {
+            eprintln!(
+                "gate: latency of {} regressed; a second A/B run to confirm",
+                scenario.name
+            );
+            let (_, again) = run().await?;
+            if let Some(outcome) = comparison.paired.as_mut() {
+                outcome.rerun = Some(again);
+            }
+        }
+        scenarios.push(comparison);
+    }
+    let comparison = compare::Comparison {
+        baseline_id: reference.label(),
+        current_id: candidate.label(),
+        config,
+        scenarios,
+        only_in_baseline: Vec::new(),
+        only_in_current: Vec::new(),
+    };
+    println!("{}", compare::render_markdown(&comparison));
+    Ok(comparison)
 }
 
 /// Wall-clock latency decides only between comparable runs (same machine

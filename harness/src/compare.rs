@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::result::{RunResult, ScenarioResult};
+use crate::result::{RunResult, ScenarioResult, StepCosts};
 
 pub mod costs;
 pub mod gate;
@@ -31,7 +31,7 @@ pub mod throughput;
 pub use costs::{compare_costs, CostChange, CostMetric};
 pub use gate::{gate, Confirmation, Rerun, StoredReruns};
 pub use latency::{compare_latency, LatencyComparison};
-pub use paired::{compare_interleaved, PairedComparison};
+pub use paired::{compare_interleaved, PairedComparison, PairedOutcome};
 pub use render::render_markdown;
 pub use throughput::{compare_throughput, ThroughputChange};
 
@@ -127,6 +127,10 @@ pub struct ScenarioComparison {
     pub latency: Option<LatencyComparison>,
     /// Set by [`gate`] when the latency regressed and was re-run.
     pub confirmation: Option<Confirmation>,
+    /// A/B mode (`gate --against`): the interleaved comparison, in place
+    /// of `latency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<PairedOutcome>,
     /// One entry per cost counter; empty when either side has no costs.
     pub costs: Vec<CostChange>,
     /// Informative only: never part of the verdict.
@@ -161,6 +165,9 @@ impl ScenarioComparison {
     /// The latency verdict, with a regression the re-run did not reproduce
     /// counted as Unchanged.
     pub fn latency_verdict(&self) -> Verdict {
+        if let Some(paired) = &self.paired {
+            return paired.verdict();
+        }
         let Some(latency) = &self.latency else {
             return Verdict::Unchanged;
         };
@@ -246,8 +253,40 @@ pub fn compare_scenario(
         name: baseline.name.clone(),
         latency,
         confirmation: None,
+        paired: None,
         costs,
         throughput,
+        notes,
+    }
+}
+
+/// One scenario of an A/B run: the interleaved latencies and each side's
+/// per-step costs (A the reference, B the build under test).
+pub fn compare_ab_scenario(
+    name: &str,
+    paired: PairedComparison,
+    baseline_costs: Option<&StepCosts>,
+    candidate_costs: Option<&StepCosts>,
+    config: &CompareConfig,
+) -> ScenarioComparison {
+    let mut notes = Vec::new();
+    let costs = match (baseline_costs, candidate_costs) {
+        (Some(a), Some(b)) => compare_costs(a, b, config),
+        (a, b) => {
+            note_one_sided(&mut notes, "per-step costs", a.is_some(), b.is_some());
+            Vec::new()
+        }
+    };
+    ScenarioComparison {
+        name: name.to_string(),
+        latency: None,
+        confirmation: None,
+        paired: Some(PairedOutcome {
+            first: paired,
+            rerun: None,
+        }),
+        costs,
+        throughput: Vec::new(),
         notes,
     }
 }

@@ -2,6 +2,7 @@
 //! end-to-end scenarios against the engine, measures latency, throughput
 //! and per-step cost, keeps baselines, gates regressions, writes reports.
 
+pub mod build;
 pub mod compare;
 pub mod provision;
 pub mod report;

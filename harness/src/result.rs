@@ -151,7 +151,8 @@ pub struct StepPhases {
 pub struct StepCosts {
     /// Top-level SQL statements (pg_stat_statements calls).
     pub statements_per_step: f64,
-    /// Transactions committed in the database (pg_stat_database.xact_commit).
+    /// Statements that wrote WAL, each its own transaction: commits that
+    /// wrote (pg_stat_statements).
     pub commits_per_step: f64,
     /// Rows inserted + updated + deleted (pg_stat_user_tables).
     pub rows_written_per_step: f64,

@@ -32,6 +32,30 @@ pub struct PairedComparison {
     pub verdict: Verdict,
 }
 
+/// A/B verdict of one scenario: the first interleaved comparison and,
+/// when that said regressed, the confirming re-run's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedOutcome {
+    pub first: PairedComparison,
+    pub rerun: Option<PairedComparison>,
+}
+
+impl PairedOutcome {
+    /// A regression counts only when the re-run reproduces it.
+    pub fn verdict(&self) -> Verdict {
+        match (self.first.verdict, &self.rerun) {
+            (Verdict::Regressed, Some(rerun)) if rerun.verdict != Verdict::Regressed => {
+                Verdict::Unchanged
+            }
+            (verdict, _) => verdict,
+        }
+    }
+
+    pub fn needs_confirmation(&self) -> bool {
+        self.first.verdict == Verdict::Regressed && self.rerun.is_none()
+    }
+}
+
 /// Compares interleaved samples: `baseline_us[i]` and `candidate_us[i]`
 /// were taken one after the other. Both sides must have the same length
 /// (drop an incomplete last pair) and at least `config.min_samples` pairs.
@@ -122,6 +146,32 @@ mod tests {
                 "seed {seed}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_paired_regression_stands_only_when_the_rerun_reproduces_it() {
+        let config = CompareConfig::default();
+        let (a, slower) = drifting_pairs(31, 200, 1.10);
+        let (_, same) = drifting_pairs(31, 200, 1.0);
+        let regressed = compare_interleaved(&a, &slower, &config).expect("pairs");
+        let unchanged = compare_interleaved(&a, &same, &config).expect("pairs");
+        let pending = PairedOutcome {
+            first: regressed.clone(),
+            rerun: None,
+        };
+        assert!(pending.needs_confirmation());
+        assert_eq!(pending.verdict(), Verdict::Regressed);
+        let reproduced = PairedOutcome {
+            rerun: Some(regressed.clone()),
+            ..pending.clone()
+        };
+        assert!(!reproduced.needs_confirmation());
+        assert_eq!(reproduced.verdict(), Verdict::Regressed);
+        let not_reproduced = PairedOutcome {
+            rerun: Some(unchanged),
+            ..pending
+        };
+        assert_eq!(not_reproduced.verdict(), Verdict::Unchanged);
     }
 
     #[test]

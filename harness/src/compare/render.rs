@@ -1,8 +1,8 @@
 //! The comparison as markdown tables, for the report and the terminal.
 
 use super::{
-    CompareConfig, Comparison, CostChange, LatencyComparison, ScenarioComparison, ThroughputChange,
-    Verdict,
+    CompareConfig, Comparison, CostChange, LatencyComparison, PairedOutcome, ScenarioComparison,
+    ThroughputChange, Verdict,
 };
 
 /// The gate's outcome, then latency, per-step cost and throughput tables,
@@ -10,6 +10,7 @@ use super::{
 pub fn render_markdown(comparison: &Comparison) -> String {
     let mut lines = vec![headline(comparison), String::new()];
     lines.extend(latency_section(comparison));
+    lines.extend(paired_section(comparison));
     lines.extend(cost_section(comparison));
     lines.extend(throughput_section(comparison));
     lines.extend(not_compared_section(comparison));
@@ -124,6 +125,64 @@ fn latency_verdict_text(
         }
         (Verdict::Unchanged, _) => "unchanged (not significant)".to_string(),
     }
+}
+
+fn paired_section(comparison: &Comparison) -> Vec<String> {
+    let config = &comparison.config;
+    let rows: Vec<String> = comparison
+        .scenarios
+        .iter()
+        .filter_map(|s| Some(paired_row(&s.name, s.paired.as_ref()?)))
+        .collect();
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![
+        "### Latency, A/B interleaved (A: baseline build, B: current build)".to_string(),
+        String::new(),
+        format!(
+            "| scenario | pairs | A median | B median | B/A change | {:.0}% CI | p | verdict |",
+            config.confidence_level * 100.0
+        ),
+        "|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    lines.extend(rows);
+    lines.push(String::new());
+    lines.push(format!(
+        "Median over pairs of B/A − 1 with its bootstrap interval; Wilcoxon signed-rank p-value. A change counts only \
+         when p < {} and the whole interval lies beyond ±{:.0}%; a regression fails the gate only when a second A/B \
+         run reproduces it.",
+        config.significance_level,
+        config.noise_threshold * 100.0
+    ));
+    lines.push(String::new());
+    lines
+}
+
+fn paired_row(name: &str, outcome: &PairedOutcome) -> String {
+    let first = &outcome.first;
+    let verdict = match (first.verdict, &outcome.rerun) {
+        (Verdict::Regressed, Some(rerun)) if rerun.verdict == Verdict::Regressed => format!(
+            "**regressed**, confirmed by a second A/B run ({})",
+            percent(rerun.relative_change)
+        ),
+        (Verdict::Regressed, Some(rerun)) => format!(
+            "unchanged: not reproduced by a second A/B run ({})",
+            percent(rerun.relative_change)
+        ),
+        (Verdict::Regressed, None) => "**regressed** (not confirmed by a re-run)".to_string(),
+        (verdict, _) => verdict.label().to_string(),
+    };
+    format!(
+        "| {name} | {} | {} | {} | {} | [{}, {}] | {} | {verdict} |",
+        first.pairs,
+        milliseconds(first.baseline_median_us),
+        milliseconds(first.candidate_median_us),
+        percent(first.relative_change),
+        percent(first.ci_low),
+        percent(first.ci_high),
+        p_value(first.p_value),
+    )
 }
 
 fn cost_section(comparison: &Comparison) -> Vec<String> {

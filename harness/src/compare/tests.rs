@@ -165,3 +165,45 @@ fn the_markdown_shows_every_table() {
     );
     assert!(!text.contains("### Not compared"), "{text}");
 }
+
+/// An A/B scenario: paired latency decides with its re-run, and each
+/// side's costs are compared like a stored baseline's.
+#[test]
+fn ab_scenarios_combine_paired_latency_and_costs() {
+    let config = CompareConfig::default();
+    let a = samples(40);
+    let slower = shifted(&a, 1.12);
+    let paired = compare_interleaved(&a, &slower, &config).expect("pairs");
+    assert_eq!(paired.verdict, Verdict::Regressed);
+    let costs = step_costs();
+    let mut scenario = compare_ab_scenario("linear", paired, Some(&costs), Some(&costs), &config);
+    assert_eq!(scenario.cost_verdict(), Verdict::Unchanged);
+    assert_eq!(scenario.verdict(), Verdict::Regressed);
+    assert!(scenario.paired.as_ref().unwrap().needs_confirmation());
+    let same = compare_interleaved(&a, &a, &config).expect("pairs");
+    scenario.paired.as_mut().unwrap().rerun = Some(same);
+    assert_eq!(scenario.verdict(), Verdict::Unchanged);
+
+    let more_wal = StepCosts {
+        wal_records_per_step: costs.wal_records_per_step * 1.5,
+        ..costs
+    };
+    let unchanged = compare_interleaved(&a, &a, &config).expect("pairs");
+    let costlier = compare_ab_scenario("linear", unchanged, Some(&costs), Some(&more_wal), &config);
+    assert_eq!(costlier.verdict(), Verdict::Regressed);
+    let comparison = Comparison {
+        baseline_id: "main (abc)".into(),
+        current_id: "this build".into(),
+        config,
+        scenarios: vec![scenario, costlier],
+        only_in_baseline: Vec::new(),
+        only_in_current: Vec::new(),
+    };
+    let markdown = render_markdown(&comparison);
+    assert!(markdown.contains("A/B interleaved"), "{markdown}");
+    assert!(
+        markdown.contains("unchanged: not reproduced by a second A/B run"),
+        "{markdown}"
+    );
+    assert!(!comparison.passed());
+}

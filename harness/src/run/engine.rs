@@ -3,7 +3,6 @@
 //! processes. Either way the harness submits tasks and observes their
 //! completion through an in-process client on the same database.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,12 +10,12 @@ use anyhow::{bail, Context};
 use sqlx::PgPool;
 use tasker_engine::config::TaskerConfig;
 use tasker_engine::database::{self, PoolSettings};
-use tasker_engine::orchestration::register_templates;
 use tasker_engine::{Embedded, TaskTemplate, TaskerClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use crate::build::EngineBuild;
 use crate::scenario::Topology;
 
 pub enum EngineUnderTest {
@@ -53,9 +52,12 @@ impl EngineUnderTest {
             Topology::Cluster {
                 orchestrators,
                 workers,
-            } => Ok(Self::Cluster(
-                Cluster::start(url, template, config, orchestrators, workers, &[]).await?,
-            )),
+            } => {
+                let build = EngineBuild::this()?;
+                let side = Side::new(build, Vec::new());
+                let cluster = Cluster::start(url, &side, config, orchestrators, workers).await?;
+                Ok(Self::Cluster(cluster))
+            }
         }
     }
 
@@ -92,35 +94,32 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// `env` is set on every process (e.g. `TASKER__WORKER__...`
-    /// overrides: the A/B runner's candidate).
+    /// Starts the side's processes; the first orchestrator migrates the
+    /// database and registers the side's templates (each build applies its
+    /// own schema), then the harness connects its client.
     pub(crate) async fn start(
         url: &str,
-        template: &TaskTemplate,
+        side: &Side,
         config: &TaskerConfig,
         orchestrators: u8,
         workers: u8,
-        env: &[(String, String)],
     ) -> anyhow::Result<Self> {
-        let pool = database::connect(url, &PoolSettings::from(&config.database)).await?;
-        database::migrate(&pool).await?;
-        register_templates(&pool, std::slice::from_ref(template)).await?;
-        let shutdown = CancellationToken::new();
-        let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
         let mut processes = Vec::new();
         for i in 0..orchestrators {
-            let mut command = engine_command("tasker-server", url, env)?;
+            let mut command = engine_command(side, "tasker-server", url)?;
             command.args(["--bind", "127.0.0.1:0"]);
-            processes.push(
-                spawn_until_ready(command, "listening on", &format!("tasker-server #{i}")).await?,
-            );
+            let label = format!("tasker-server #{i} ({})", side.build.label);
+            processes.push(spawn_until_ready(command, "listening on", &label).await?);
         }
         for i in 0..workers {
-            let mut command = engine_command("tasker-worker", url, env)?;
+            let mut command = engine_command(side, "tasker-worker", url)?;
             command.args(["--worker-id", &format!("harness-worker-{i}")]);
-            processes
-                .push(spawn_until_ready(command, "running", &format!("tasker-worker #{i}")).await?);
+            let label = format!("tasker-worker #{i} ({})", side.build.label);
+            processes.push(spawn_until_ready(command, "running", &label).await?);
         }
+        let pool = database::connect(url, &PoolSettings::from(&config.database)).await?;
+        let shutdown = CancellationToken::new();
+        let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
         Ok(Self {
             pool,
             client,
@@ -148,39 +147,42 @@ impl Cluster {
     }
 }
 
-/// A binary built beside the harness (same target directory).
-fn engine_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the harness executable")?;
-    let path = exe
-        .parent()
-        .context("harness executable has no directory")?
-        .join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: the cluster tier runs the engine's binaries; build them with \
-             `cargo build --release --bins` (cargo make bench-e2e-cluster does)",
-            path.display()
-        );
-    }
-    Ok(path)
+/// One engine of a run: a build, and environment set on its processes
+/// (e.g. `TASKER__WORKER__INJECTED_DELAY_US`, the gate's self-test).
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub build: EngineBuild,
+    pub env: Vec<(String, String)>,
 }
 
-fn engine_command(name: &str, url: &str, env: &[(String, String)]) -> anyhow::Result<Command> {
-    let mut command = Command::new(engine_binary(name)?);
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+impl Side {
+    pub fn new(build: EngineBuild, env: Vec<(String, String)>) -> Self {
+        Self { build, env }
+    }
+
+    /// "this build", with its extra environment if any.
+    pub fn label(&self) -> String {
+        let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        match env.is_empty() {
+            true => self.build.label.clone(),
+            false => format!("{} with {}", self.build.label, env.join(" ")),
+        }
+    }
+}
+
+fn engine_command(side: &Side, name: &str, url: &str) -> anyhow::Result<Command> {
+    let build = &side.build;
+    let mut command = Command::new(build.binary(name)?);
     command
-        .current_dir(&repo)
+        .current_dir(&build.source_dir)
         .env("DATABASE_URL", url)
-        .env("TASKER_CONFIG_DIR", repo.join("config"))
-        .env(
-            "TASKER__TEMPLATES__PATHS",
-            tasker_scenarios::templates_dir(),
-        )
+        .env("TASKER_CONFIG_DIR", build.config_dir())
+        .env("TASKER__TEMPLATES__PATHS", build.templates_dir())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    command.envs(env.iter().map(|(k, v)| (k, v)));
+    command.envs(side.env.iter().map(|(k, v)| (k, v)));
     Ok(command)
 }
 

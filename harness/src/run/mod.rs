@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::result::{RunResult, ScenarioResult, SCHEMA_VERSION};
 use crate::scenario::Scenario;
 use engine::EngineUnderTest;
+pub use engine::Side;
 use latency::Requests;
 
 /// What to run and on which server.
