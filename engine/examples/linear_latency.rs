@@ -158,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var("PGSS_TRACK").as_deref() == Ok("all") {
         let rows: Vec<(String, i64, f64)> = sqlx::query_as(
             "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, total_exec_time FROM pg_stat_statements
-              WHERE NOT toplevel ORDER BY total_exec_time DESC LIMIT 25",
+              WHERE NOT toplevel ORDER BY total_exec_time DESC LIMIT 50",
         )
         .fetch_all(&engine.pool)
         .await?;

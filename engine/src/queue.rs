@@ -30,6 +30,14 @@ pub fn worker_queue(namespace: &str) -> String {
     format!("worker_{namespace}_queue")
 }
 
+/// The SQL name of one of a worker queue's own functions (`claim`,
+/// `submit`, `send`), made by `tasker.create_worker_queue` with static SQL
+/// so their plans are cached. Quoted as PostgreSQL's `%I` would.
+pub fn queue_function(prefix: &str, queue: &str) -> String {
+    let name = format!("{prefix}_{queue}").replace('"', "\"\"");
+    format!("tasker.\"{name}\"")
+}
+
 /// Wake-ups for a set of notification channels, fed by one LISTEN
 /// connection in a background task.
 #[derive(Clone)]
@@ -111,5 +119,22 @@ pub async fn wait(notify: &Notify, timeout: Duration, shutdown: &CancellationTok
         _ = shutdown.cancelled() => false,
         _ = notify.notified() => true,
         _ = tokio::time::sleep(timeout) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_functions_are_quoted_like_format_i() {
+        assert_eq!(
+            queue_function("claim", "worker_linear_queue"),
+            r#"tasker."claim_worker_linear_queue""#
+        );
+        assert_eq!(
+            queue_function("submit", r#"worker_a"b_queue"#),
+            r#"tasker."submit_worker_a""b_queue""#
+        );
     }
 }

@@ -105,8 +105,11 @@ impl Claimer {
     }
 
     async fn claim(&self, qty: usize) -> Result<Vec<ClaimedStep>, sqlx::Error> {
-        sqlx::query_as::<_, ClaimedStep>("SELECT * FROM tasker.claim_steps($1, $2, $3, $4)")
-            .bind(&self.queue)
+        let sql = format!(
+            "SELECT * FROM {}($1, $2, $3)",
+            queue::queue_function("claim", &self.queue)
+        );
+        sqlx::query_as::<_, ClaimedStep>(&sql)
             .bind(self.config.claim_visibility_timeout_s)
             .bind(qty as i32)
             .bind(&self.worker_id)

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::Completion;
+use crate::queue;
 
 pub(crate) struct Submitter {
     pub pool: PgPool,
@@ -48,12 +49,12 @@ impl Submitter {
     /// stay in the queue.)
     async fn submit(&self, queue: &str, results: Value) {
         let mut delay = Duration::from_millis(50);
+        let sql = format!(
+            "SELECT * FROM {}($1)",
+            queue::queue_function("submit", queue)
+        );
         loop {
-            let submitted = sqlx::query("SELECT * FROM tasker.submit_step_results($1, $2)")
-                .bind(queue)
-                .bind(&results)
-                .execute(&self.pool)
-                .await;
+            let submitted = sqlx::query(&sql).bind(&results).execute(&self.pool).await;
             match submitted {
                 Ok(_) => return,
                 Err(error) if self.shutdown.is_cancelled() && delay > Duration::from_secs(5) => {
