@@ -141,6 +141,14 @@ fn tier_table(run: &RunResult, tier: u8, baseline: Option<&RunResult>) -> Vec<St
         md.push(row(&latency_cells(s, baseline)));
     }
     md.push(String::new());
+    if let Some(b) = baseline.filter(|b| !b.comparable_wall_clock(run)) {
+        md.push(format!(
+            "The baseline ran on {} ({} build), this run on {} ({} build): the P50 change \
+             compares machines, not commits.",
+            b.machine.cpu_model, b.build_profile, run.machine.cpu_model, run.build_profile
+        ));
+        md.push(String::new());
+    }
     md
 }
 
