@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tasker_engine::config::TaskerConfig;
 use tasker_harness::build::EngineBuild;
 use tasker_harness::compare::{self, CompareConfig, Rerun};
+use tasker_harness::profile::{top_table, write_diff_flamegraph, FoldedProfile};
 use tasker_harness::provision::{self, Backend, ProvisionOptions, Provisioned};
 use tasker_harness::result::RunResult;
 use tasker_harness::run::{self, RunPlan, Side};
@@ -42,6 +43,26 @@ enum Command {
     /// Baselines under reports/baselines/.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Folded stacks (from perf, samply or tracing-flame) to a flamegraph,
+    /// top functions and modules; with --baseline also a differential
+    /// flamegraph.
+    Flamegraph(FlamegraphArgs),
+}
+
+#[derive(Args)]
+struct FlamegraphArgs {
+    /// The profile as folded stacks (`frame;frame;frame count` per line).
+    #[arg(long)]
+    folded: PathBuf,
+    /// A baseline's folded stacks: also write <name>-diff.svg.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Where the SVGs go (default: flamegraphs/ in the repository).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Rows of the top tables.
+    #[arg(long, default_value_t = 15)]
+    top: usize,
 }
 
 #[derive(Args, Clone)]
@@ -212,6 +233,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("report: {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Flamegraph(args) => flamegraph(args),
         Command::Baseline(BaselineCommand::Save { name, run }) => {
             let source = resolve_run(reports, &run)?;
             let result = RunResult::load(&source)?;
@@ -312,6 +334,42 @@ async fn gate(reports: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(verdict_exit(&verdict))
+}
+
+fn flamegraph(args: FlamegraphArgs) -> anyhow::Result<ExitCode> {
+    let profile = FoldedProfile::load(&args.folded)?;
+    let name = args
+        .folded
+        .file_stem()
+        .map_or("profile".into(), |s| s.to_string_lossy().into_owned());
+    let out = args
+        .out
+        .unwrap_or_else(|| tasker_harness::build::repo_root().join("flamegraphs"));
+    let svg = out.join(format!("{name}.svg"));
+    profile.write_flamegraph(&name, &svg)?;
+    let total = profile.total_samples();
+    println!("{name}: {total} samples\n");
+    println!(
+        "{}\n",
+        top_table(&profile.functions(), total, args.top, "function")
+    );
+    println!(
+        "{}\n",
+        top_table(&profile.modules(), total, args.top, "module")
+    );
+    println!("flamegraph: {}", svg.display());
+    if let Some(baseline) = &args.baseline {
+        let before = FoldedProfile::load(baseline)?;
+        let diff = out.join(format!("{name}-diff.svg"));
+        write_diff_flamegraph(
+            &before,
+            &profile,
+            &format!("{name} against {}", baseline.display()),
+            &diff,
+        )?;
+        println!("differential flamegraph: {}", diff.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the gate's last line; its exit code.
