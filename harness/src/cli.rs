@@ -47,6 +47,35 @@ enum Command {
     /// top functions and modules; with --baseline also a differential
     /// flamegraph.
     Flamegraph(FlamegraphArgs),
+    /// Record one engine process with perf while a scenario runs (one
+    /// orchestrator and one worker process), then fold the stacks and
+    /// write the flamegraph and top tables.
+    Profile(ProfileArgs),
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// Which process to record.
+    #[arg(long, value_enum, default_value_t = ProfileTarget::Orchestration)]
+    target: ProfileTarget,
+    /// Tasks run one at a time while recording (after the warm-up).
+    #[arg(long, default_value_t = 300)]
+    tasks: u64,
+    /// A baseline's folded stacks: also write a differential flamegraph.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Rows of the top tables.
+    #[arg(long, default_value_t = 15)]
+    top: usize,
+    /// The scenario (one; default: linear) and where PostgreSQL comes from.
+    #[command(flatten)]
+    plan: RunArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProfileTarget {
+    Orchestration,
+    Worker,
 }
 
 #[derive(Args)]
@@ -234,6 +263,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Flamegraph(args) => flamegraph(args),
+        Command::Profile(args) => profile(reports, args).await,
         Command::Baseline(BaselineCommand::Save { name, run }) => {
             let source = resolve_run(reports, &run)?;
             let result = RunResult::load(&source)?;
@@ -336,34 +366,76 @@ async fn gate(reports: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
     Ok(verdict_exit(&verdict))
 }
 
+async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Result<ExitCode> {
+    if args.plan.scenarios.is_empty() && args.plan.tiers.is_empty() {
+        args.plan.scenarios.push("linear".into());
+    }
+    let target = match args.target {
+        ProfileTarget::Orchestration => run::profiled::Target::Orchestration,
+        ProfileTarget::Worker => run::profiled::Target::Worker,
+    };
+    // Before PostgreSQL starts: a missing perf is said at once.
+    tasker_harness::profile::perf::check()?;
+    let (_server, plan) = prepare(&args.plan).await?;
+    let [scenario] = plan.scenarios.as_slice() else {
+        bail!("profile runs one scenario at a time; name it with --scenario");
+    };
+    let name = format!("{}-{}", target.name(), scenario.name);
+    let dir = reports.join("profiles");
+    let data = dir.join(format!("{name}.perf.data"));
+    run::profiled::run_profiled(&plan, scenario, args.tasks, target, &data).await?;
+    eprintln!("folding {}", data.display());
+    let profile = tasker_harness::profile::perf::fold(&data)?;
+    let folded = dir.join(format!("{name}.folded"));
+    std::fs::write(&folded, profile.lines().join("\n") + "\n")?;
+    println!("folded stacks: {}", folded.display());
+    summarize(&profile, &name, None, args.baseline.as_deref(), args.top)
+}
+
 fn flamegraph(args: FlamegraphArgs) -> anyhow::Result<ExitCode> {
     let profile = FoldedProfile::load(&args.folded)?;
     let name = args
         .folded
         .file_stem()
         .map_or("profile".into(), |s| s.to_string_lossy().into_owned());
-    let out = args
-        .out
-        .unwrap_or_else(|| tasker_harness::build::repo_root().join("flamegraphs"));
+    summarize(
+        &profile,
+        &name,
+        args.out.as_deref(),
+        args.baseline.as_deref(),
+        args.top,
+    )
+}
+
+/// Flamegraph (and differential flamegraph against `baseline`) under
+/// `out` (default flamegraphs/), and the top tables on stdout.
+fn summarize(
+    profile: &FoldedProfile,
+    name: &str,
+    out: Option<&Path>,
+    baseline: Option<&Path>,
+    top: usize,
+) -> anyhow::Result<ExitCode> {
+    let out = out.map_or_else(
+        || tasker_harness::build::repo_root().join("flamegraphs"),
+        Path::to_path_buf,
+    );
     let svg = out.join(format!("{name}.svg"));
-    profile.write_flamegraph(&name, &svg)?;
+    profile.write_flamegraph(name, &svg)?;
     let total = profile.total_samples();
-    println!("{name}: {total} samples\n");
+    println!("{name}: total weight {total} (samples; perf weighs each by its CPU nanoseconds)\n");
     println!(
         "{}\n",
-        top_table(&profile.functions(), total, args.top, "function")
+        top_table(&profile.functions(), total, top, "function")
     );
-    println!(
-        "{}\n",
-        top_table(&profile.modules(), total, args.top, "module")
-    );
+    println!("{}\n", top_table(&profile.modules(), total, top, "module"));
     println!("flamegraph: {}", svg.display());
-    if let Some(baseline) = &args.baseline {
+    if let Some(baseline) = baseline {
         let before = FoldedProfile::load(baseline)?;
         let diff = out.join(format!("{name}-diff.svg"));
         write_diff_flamegraph(
             &before,
-            &profile,
+            profile,
             &format!("{name} against {}", baseline.display()),
             &diff,
         )?;

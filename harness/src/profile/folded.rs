@@ -228,6 +228,7 @@ fn rust_path(frame: &str) -> String {
         Some(rest) => rest.split(" as ").next().unwrap_or(rest),
         None => frame,
     };
+    let frame = frame.trim_start_matches('&').trim_start_matches("mut ");
     let mut depth = 0usize;
     let mut path = String::with_capacity(frame.len());
     for c in frame.chars() {
@@ -282,6 +283,10 @@ mod tests {
             "tasker_engine::queue"
         );
         assert_eq!(module_of("alloc::vec::Vec<T,A>::push"), "alloc");
+        assert_eq!(
+            module_of("<&std::os::unix::net::stream::UnixStream as std::io::Read>::read"),
+            "std"
+        );
         assert_eq!(module_of("__memcpy_avx_unaligned_erms"), "(native)");
     }
 

@@ -3,5 +3,6 @@
 //! differential flamegraphs against a baseline's profile.
 
 pub mod folded;
+pub mod perf;
 
 pub use folded::{top_table, write_diff_flamegraph, Cost, FoldedProfile};

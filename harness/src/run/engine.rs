@@ -91,6 +91,12 @@ impl Cluster {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// The process id of the `index`th process started (orchestrators
+    /// first, then workers), while it runs.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.processes.get(index)?.id()
+    }
 }
 
 impl Cluster {

@@ -9,6 +9,7 @@ mod engine;
 pub mod environment;
 mod latency;
 mod phases;
+pub mod profiled;
 mod throughput;
 
 use std::time::Duration;
