@@ -97,6 +97,10 @@ fn latency_verdict_text(
     latency: &LatencyComparison,
     config: &CompareConfig,
 ) -> String {
+    if !config.noise_threshold.is_finite() {
+        // Different machines or builds: the figures are shown, not judged.
+        return "not judged (runs not comparable)".to_string();
+    }
     match (latency.verdict, &scenario.confirmation) {
         (Verdict::Regressed, Some(c)) if c.confirmed => match (&c.rerun, &c.pooled) {
             (Some(rerun), Some(pooled)) => format!(

@@ -207,3 +207,25 @@ fn ab_scenarios_combine_paired_latency_and_costs() {
     );
     assert!(!comparison.passed());
 }
+
+/// Runs of different machines or builds: latency is shown, not judged.
+#[test]
+fn incomparable_runs_show_latency_without_a_verdict() {
+    let baseline = run("b", vec![scenario("linear", samples(50), step_costs())]);
+    let slower = run(
+        "c",
+        vec![scenario("linear", shifted(&samples(51), 2.0), step_costs())],
+    );
+    let config = CompareConfig {
+        noise_threshold: f64::INFINITY,
+        ..CompareConfig::default()
+    };
+    let comparison = compare_runs(&baseline, &slower, &config);
+    assert!(comparison.passed());
+    let markdown = render_markdown(&comparison);
+    assert!(
+        markdown.contains("not judged (runs not comparable)"),
+        "{markdown}"
+    );
+    assert!(!markdown.contains("within noise"), "{markdown}");
+}
