@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use tasker_engine::{TaskRequest, TaskTemplate};
 
 /// The scenario file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -163,5 +164,22 @@ pub fn select(all: Vec<Scenario>, tiers: &[u8], names: &[String]) -> anyhow::Res
 impl Scenario {
     pub fn context_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.context).expect("TOML converts to JSON")
+    }
+
+    /// The scenario's template, from the scenarios crate.
+    pub fn load_template(&self) -> anyhow::Result<TaskTemplate> {
+        tasker_scenarios::template(&self.template)
+            .with_context(|| format!("template {} not found", self.template))
+    }
+
+    /// The request every task of the scenario is made from (each then
+    /// gets its own idempotency key).
+    pub fn request(&self, template: &TaskTemplate) -> TaskRequest {
+        TaskRequest::new(
+            &template.namespace_name,
+            &template.name,
+            &template.version,
+            self.context_json(),
+        )
     }
 }

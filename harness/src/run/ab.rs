@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tasker_engine::orchestration::maintenance;
-use tasker_engine::{TaskRequest, TaskerClient};
+use tasker_engine::TaskerClient;
 use uuid::Uuid;
 
 use super::costs::Counters;
@@ -72,15 +72,9 @@ async fn alternate(
     a: &Cluster,
     b: &Cluster,
 ) -> anyhow::Result<AbSamples> {
-    let template = tasker_scenarios::template(&scenario.template)
-        .with_context(|| format!("template {} not found", scenario.template))?;
+    let template = scenario.load_template()?;
     let timeout = Duration::from_secs(scenario.timeout_s);
-    let base = TaskRequest::new(
-        &template.namespace_name,
-        &template.name,
-        &template.version,
-        scenario.context_json(),
-    );
+    let base = scenario.request(&template);
     let mut requests = Requests::new(base, &format!("{}-ab", scenario.name));
     for side in [a, b] {
         let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

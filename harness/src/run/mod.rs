@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::{Connection, PgConnection, PgPool};
 use tasker_engine::config::TaskerConfig;
 use tasker_engine::orchestration::maintenance;
-use tasker_engine::{TaskRequest, TaskTemplate};
+use tasker_engine::TaskTemplate;
 use uuid::Uuid;
 
 use crate::result::{RunResult, ScenarioResult, SCHEMA_VERSION};
@@ -84,8 +84,7 @@ async fn run_scenario(
     scenario: &Scenario,
     url: &str,
 ) -> anyhow::Result<ScenarioResult> {
-    let template = tasker_scenarios::template(&scenario.template)
-        .with_context(|| format!("template {} not found", scenario.template))?;
+    let template = scenario.load_template()?;
     let engine =
         EngineUnderTest::start(scenario.topology, url, &template, &plan.engine_config).await?;
     let outcome = measure(plan, scenario, &template, &engine).await;
@@ -105,12 +104,7 @@ async fn measure(
         .await;
     let timeout = Duration::from_secs(scenario.timeout_s);
     let steps = template.steps.len() as u32;
-    let base = TaskRequest::new(
-        &template.namespace_name,
-        &template.name,
-        &template.version,
-        scenario.context_json(),
-    );
+    let base = scenario.request(template);
     let mut requests = Requests::new(base, &scenario.name);
     let mut result = ScenarioResult {
         name: scenario.name.clone(),

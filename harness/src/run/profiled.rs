@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use tasker_engine::TaskRequest;
 
 use super::engine::{Cluster, Side};
 use super::latency::{one_task, warm_up, Requests};
@@ -65,14 +64,8 @@ async fn drive(
     cluster: &Cluster,
     perf_data: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let template = tasker_scenarios::template(&scenario.template)
-        .with_context(|| format!("template {} not found", scenario.template))?;
-    let base = TaskRequest::new(
-        &template.namespace_name,
-        &template.name,
-        &template.version,
-        scenario.context_json(),
-    );
+    let template = scenario.load_template()?;
+    let base = scenario.request(&template);
     let timeout = Duration::from_secs(scenario.timeout_s);
     let mut requests = Requests::new(base, &format!("{}-profile", scenario.name));
     let warmup = scenario.latency.as_ref().map_or(20, |l| l.warmup);
