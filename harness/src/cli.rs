@@ -180,6 +180,15 @@ impl AbSides {
     }
 }
 
+impl RunArgs {
+    /// Runs `name` when neither a tier nor a scenario was asked for.
+    fn default_to_scenario(&mut self, name: &str) {
+        if self.scenarios.is_empty() && self.tiers.is_empty() {
+            self.scenarios.push(name.to_string());
+        }
+    }
+}
+
 fn parse_env_pair(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -226,21 +235,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", compare::render_markdown(&comparison));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Gate(args) if args.ab.against.is_some() => {
-            let (reference, candidate) = args.ab.resolve().await?;
-            let (_server, plan) = prepare(&args.plan).await?;
-            let comparison = gate_ab(&plan, &reference, &candidate).await?;
-            Ok(verdict_exit(&comparison))
-        }
+        Command::Gate(args) if args.ab.against.is_some() => ab_gate(&args.ab, &args.plan).await,
         Command::Gate(args) => gate(reports, args).await,
         Command::Ab(mut args) => {
-            if args.plan.scenarios.is_empty() && args.plan.tiers.is_empty() {
-                args.plan.scenarios.push("linear".into());
-            }
-            let (reference, candidate) = args.sides.resolve().await?;
-            let (_server, plan) = prepare(&args.plan).await?;
-            let comparison = gate_ab(&plan, &reference, &candidate).await?;
-            Ok(verdict_exit(&comparison))
+            args.plan.default_to_scenario("linear");
+            ab_gate(&args.sides, &args.plan).await
         }
         Command::Report(args) => {
             let current = RunResult::load(&resolve_run(reports, &args.run)?)?;
@@ -367,9 +366,7 @@ async fn gate(reports: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Result<ExitCode> {
-    if args.plan.scenarios.is_empty() && args.plan.tiers.is_empty() {
-        args.plan.scenarios.push("linear".into());
-    }
+    args.plan.default_to_scenario("linear");
     let target = match args.target {
         ProfileTarget::Orchestration => run::profiled::Target::Orchestration,
         ProfileTarget::Worker => run::profiled::Target::Worker,
@@ -453,6 +450,14 @@ fn verdict_exit(comparison: &compare::Comparison) -> ExitCode {
         println!("gate: REGRESSED");
         ExitCode::FAILURE
     }
+}
+
+/// Builds the sides, provisions PostgreSQL, runs the A/B gate; its exit code.
+async fn ab_gate(sides: &AbSides, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let (reference, candidate) = sides.resolve().await?;
+    let (_server, plan) = prepare(args).await?;
+    let comparison = gate_ab(&plan, &reference, &candidate).await?;
+    Ok(verdict_exit(&comparison))
 }
 
 /// A/B run of every planned scenario: paired latency and each side's

@@ -13,7 +13,7 @@ use tasker_engine::orchestration::maintenance;
 use tasker_engine::TaskerClient;
 use uuid::Uuid;
 
-use super::costs::Counters;
+use super::costs::{self, Counters};
 use super::engine::{Cluster, Side};
 use super::latency::{one_task, Requests};
 use super::{bar, check_results, fresh_database, RunPlan};
@@ -77,9 +77,7 @@ async fn alternate(
     let base = scenario.request(&template);
     let mut requests = Requests::new(base, &format!("{}-ab", scenario.name));
     for side in [a, b] {
-        let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            .execute(side.pool())
-            .await;
+        costs::enable_statements(side.pool()).await;
     }
     let warmup = scenario.latency.as_ref().map_or(20, |l| l.warmup);
     for _ in 0..warmup {

@@ -35,6 +35,14 @@ pub struct Counters {
 /// ten seconds after it went idle (PGSTAT_IDLE_INTERVAL).
 pub(crate) const STATS_SETTLE: Duration = Duration::from_millis(11_000);
 
+/// Makes pg_stat_statements readable in this database, where the server
+/// loads it (without it, costs are simply not reported).
+pub async fn enable_statements(pool: &PgPool) {
+    let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await;
+}
+
 impl Counters {
     /// Counters that are exact at once (statements, commits, WAL).
     pub async fn read(pool: &PgPool) -> anyhow::Result<Self> {

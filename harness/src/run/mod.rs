@@ -99,9 +99,7 @@ async fn measure(
     engine: &EngineUnderTest,
 ) -> anyhow::Result<ScenarioResult> {
     let (client, pool) = (engine.client(), engine.pool());
-    let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(pool)
-        .await;
+    costs::enable_statements(pool).await;
     let timeout = Duration::from_secs(scenario.timeout_s);
     let steps = template.steps.len() as u32;
     let base = scenario.request(template);

@@ -38,7 +38,6 @@ pub async fn run_profiled(
     target: Target,
     perf_data: &Path,
 ) -> anyhow::Result<PathBuf> {
-    crate::profile::perf::check()?;
     let build = EngineBuild::this()?;
     if !build.bin_dir.ends_with("profiling") {
         eprintln!(
