@@ -73,7 +73,11 @@ impl Wakeups {
 
     async fn forward(&self, mut listener: PgListener, shutdown: CancellationToken) {
         loop {
+            // Biased: at shutdown the pool closes right after the token is
+            // cancelled, and the listener's error must not win the race
+            // and be logged as a failure.
             let received = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return,
                 received = listener.try_recv() => received,
             };
@@ -86,6 +90,7 @@ impl Wakeups {
                 // The connection dropped and notifications may have been
                 // lost while it was down: wake everyone to drain.
                 Ok(None) => self.wake_all(),
+                Err(_) if shutdown.is_cancelled() => return,
                 Err(error) => {
                     tracing::warn!(%error, "notification listener failed; retrying in 1 s");
                     self.wake_all();

@@ -67,7 +67,7 @@ impl ConfigArgs {
 /// Run a binary's `main`: logging, then `run`, printing `Error: …` and
 /// exiting 1 if it fails.
 pub async fn main<F: std::future::Future<Output = anyhow::Result<()>>>(run: F) {
-    crate::telemetry::init();
+    let _profiling = crate::telemetry::init();
     if let Err(error) = run.await {
         eprintln!("Error: {error:#}");
         std::process::exit(1);

@@ -515,7 +515,9 @@ struct Graph {
 impl Graph {
     fn new(template: &TaskTemplate) -> Graph {
         let n = template.steps.len();
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
+        // Ordered, not hashed: a HashMap's per-process random seed made
+        // parsing's instruction count vary between runs (callgrind).
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, step) in template.steps.iter().enumerate() {
             index.entry(step.name.as_str()).or_insert(i);
         }

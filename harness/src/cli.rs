@@ -34,7 +34,8 @@ enum Command {
     /// Run (or take) a run, compare with a baseline, confirm wall-clock
     /// regressions by a re-run; exit 1 on a regression.
     Gate(GateArgs),
-    /// Write reports/e2e-report.md and its plots.
+    /// Write reports/e2e-report.md and its plots, and
+    /// reports/profiling-report.md from the profiles in reports/profiles/.
     Report(ReportArgs),
     /// Interleaved A/B of one scenario: a reference engine (A: this build,
     /// or --against <ref>) and this build with --candidate-env (B), tasks
@@ -47,23 +48,56 @@ enum Command {
     /// top functions and modules; with --baseline also a differential
     /// flamegraph.
     Flamegraph(FlamegraphArgs),
-    /// Record one engine process with perf while a scenario runs (one
-    /// orchestrator and one worker process), then fold the stacks and
-    /// write the flamegraph and top tables.
+    /// Profile one engine process while a scenario runs (one orchestrator
+    /// and one worker process, built by the recipe in profiles/): CPU with
+    /// samply or perf, heap with DHAT, async tasks with tokio-console, span
+    /// timings with tracing-flame; prints the tables, writes flamegraphs
+    /// and reports/profiles/<target>-<scenario>.<recipe>.record.json.
     Profile(ProfileArgs),
+    /// Exact instruction counts (callgrind) of the engine's CPU-only
+    /// hot-path pieces, compared with reports/baselines/instructions-<profile>.json;
+    /// exit 1 when one grew beyond the tolerance.
+    Instructions(InstructionsArgs),
+}
+
+#[derive(Args)]
+struct InstructionsArgs {
+    /// Cargo profile of the workload binary: `bench` (release), or `dev`
+    /// (what CI has already built).
+    #[arg(long, default_value = tasker_harness::instructions::BENCH_PROFILE)]
+    profile: String,
+    /// Allowed growth, percent.
+    #[arg(long, default_value_t = tasker_harness::instructions::DEFAULT_TOLERANCE_PCT)]
+    tolerance: f64,
+    /// Store these counts as the baseline instead of comparing.
+    #[arg(long)]
+    save_baseline: bool,
 }
 
 #[derive(Args)]
 struct ProfileArgs {
+    /// The profiler: a recipe in profiles/ (samply, perf, dhat, console,
+    /// tracing-flame). samply falls back to perf where it cannot run.
+    #[arg(long = "with", default_value = "samply")]
+    with: String,
     /// Which process to record.
     #[arg(long, value_enum, default_value_t = ProfileTarget::Orchestration)]
     target: ProfileTarget,
-    /// Tasks run one at a time while recording (after the warm-up).
-    #[arg(long, default_value_t = 300)]
-    tasks: u64,
-    /// A baseline's folded stacks: also write a differential flamegraph.
+    /// Tasks run one at a time while recording (after the warm-up;
+    /// default: the recipe's).
+    #[arg(long)]
+    tasks: Option<u64>,
+    /// Folded stacks to diff against (default: the saved baseline profile
+    /// in reports/baselines/profiles/, when there is one).
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Save this profile's folded stacks as the baseline profile.
+    #[arg(long)]
+    save_baseline: bool,
+    /// tokio-console only: serve the console live (connect
+    /// `tokio-console`) while the tasks run, instead of recording.
+    #[arg(long)]
+    live: bool,
     /// Rows of the top tables.
     #[arg(long, default_value_t = 15)]
     top: usize,
@@ -241,28 +275,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             args.plan.default_to_scenario("linear");
             ab_gate(&args.sides, &args.plan).await
         }
-        Command::Report(args) => {
-            let current = RunResult::load(&resolve_run(reports, &args.run)?)?;
-            let baseline = match &args.baseline {
-                Some(name) if baseline_path(reports, name).exists() => {
-                    Some(RunResult::load(&baseline_path(reports, name))?)
-                }
-                _ => None,
-            };
-            let comparison = baseline.as_ref().map(|b| {
-                compare::render_markdown(&compare::compare_runs(
-                    b,
-                    &current,
-                    &compare_config(b, &current),
-                ))
-            });
-            let path =
-                report::write_report(&current, baseline.as_ref(), comparison.as_deref(), reports)?;
-            println!("report: {}", path.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Report(args) => write_reports(reports, &args),
         Command::Flamegraph(args) => flamegraph(args),
         Command::Profile(args) => profile(reports, args).await,
+        Command::Instructions(args) => instruction_counts(reports, &args),
         Command::Baseline(BaselineCommand::Save { name, run }) => {
             let source = resolve_run(reports, &run)?;
             let result = RunResult::load(&source)?;
@@ -366,27 +382,181 @@ async fn gate(reports: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Result<ExitCode> {
+    use tasker_harness::profile::analyze::{analyze, baseline_folded, Analysis};
+    use tasker_harness::profile::recipe::{Recipe, Tool};
     args.plan.default_to_scenario("linear");
     let target = match args.target {
         ProfileTarget::Orchestration => run::profiled::Target::Orchestration,
         ProfileTarget::Worker => run::profiled::Target::Worker,
     };
-    // Before PostgreSQL starts: a missing perf is said at once.
-    tasker_harness::profile::perf::check()?;
+    // Before anything is built or started: a missing or refused profiler
+    // is said at once.
+    let recipe = usable_recipe(Recipe::load(&args.with)?)?;
+    if args.live && recipe.tool != Tool::Console {
+        bail!("--live is for --with console (tokio-console)");
+    }
+    let build = recipe.build()?;
     let (_server, plan) = prepare(&args.plan).await?;
     let [scenario] = plan.scenarios.as_slice() else {
         bail!("profile runs one scenario at a time; name it with --scenario");
     };
-    let name = format!("{}-{}", target.name(), scenario.name);
-    let dir = reports.join("profiles");
-    let data = dir.join(format!("{name}.perf.data"));
-    run::profiled::run_profiled(&plan, scenario, args.tasks, target, &data).await?;
-    eprintln!("folding {}", data.display());
-    let profile = tasker_harness::profile::perf::fold(&data)?;
-    let folded = dir.join(format!("{name}.folded"));
-    std::fs::write(&folded, profile.lines().join("\n") + "\n")?;
-    println!("folded stacks: {}", folded.display());
-    summarize(&profile, &name, None, args.baseline.as_deref(), args.top)
+    let out_dir = reports.join("profiles");
+    std::fs::create_dir_all(&out_dir)?;
+    let spec = run::profiled::ProfileSpec {
+        recipe: &recipe,
+        build,
+        target,
+        tasks: args.tasks.unwrap_or(recipe.tasks),
+        out_dir: &out_dir,
+        live: args.live,
+    };
+    let profiled = run::profiled::run_profiled(&plan, scenario, &spec).await?;
+    if args.live {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let saved = baseline_folded(reports, target, &scenario.name, &recipe.name);
+    let baseline = args
+        .baseline
+        .clone()
+        .or_else(|| (saved.exists() && !args.save_baseline).then(|| saved.clone()));
+    let flamegraphs = tasker_harness::build::repo_root().join("flamegraphs");
+    let record = analyze(&Analysis {
+        recipe: &recipe,
+        target,
+        scenario: &scenario.name,
+        profiled: &profiled,
+        baseline: baseline.as_deref(),
+        flamegraphs: &flamegraphs,
+        out_dir: &out_dir,
+        top: args.top,
+    })?;
+    println!("{}\n", record.tables);
+    for (what, path) in [
+        ("flamegraph", &record.flamegraph),
+        ("differential flamegraph", &record.diff_flamegraph),
+    ] {
+        if let Some(path) = path {
+            println!("{what}: {path}");
+        }
+    }
+    println!("profile record: {}", record.save(&out_dir)?.display());
+    if args.save_baseline {
+        let folded = out_dir.join(format!(
+            "{}-{}.{}.folded",
+            target.name(),
+            scenario.name,
+            recipe.name
+        ));
+        anyhow::ensure!(
+            folded.exists(),
+            "the {} recipe gives no folded stacks to keep as a baseline",
+            recipe.name
+        );
+        std::fs::create_dir_all(saved.parent().expect("has a directory"))?;
+        std::fs::copy(&folded, &saved)?;
+        println!("baseline profile: {}", saved.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn instruction_counts(reports: &Path, args: &InstructionsArgs) -> anyhow::Result<ExitCode> {
+    use tasker_harness::instructions::{self as ins, InstructionCounts};
+    // Before building: a missing valgrind is said at once.
+    ins::check_valgrind("valgrind")?;
+    let binary = ins::build_bench(&args.profile)?;
+    let current = ins::measure_all(&binary, &args.profile)?;
+    for (workload, count) in &current.counts {
+        println!("{workload}: {count} instructions an iteration");
+    }
+    let path = reports
+        .join("baselines")
+        .join(format!("instructions-{}.json", args.profile));
+    if args.save_baseline {
+        current.save(&path)?;
+        println!("baseline: {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !path.exists() {
+        println!(
+            "no baseline {} (save one with --save-baseline)",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let baseline = InstructionCounts::load(&path)?;
+    let verdicts = ins::compare(&baseline, &current, args.tolerance);
+    println!(
+        "{}",
+        ins::render_markdown(&baseline, &current, &verdicts, args.tolerance)
+    );
+    Ok(match ins::any_failure(&verdicts) {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
+    })
+}
+
+/// e2e-report.md from the run, and profiling-report.md from the run and
+/// the profiles; with no run yet (and none named), the profiling report
+/// alone.
+fn write_reports(reports: &Path, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    use tasker_harness::profile::record::ProfileRecord;
+    let current = match resolve_run(reports, &args.run) {
+        Ok(path) => Some(RunResult::load(&path)?),
+        Err(none) if args.run == "latest" => {
+            eprintln!(
+                "{none:#}: no e2e-report.md; the profiling report goes without end-to-end figures"
+            );
+            None
+        }
+        Err(error) => return Err(error),
+    };
+    if let Some(current) = &current {
+        let baseline = match &args.baseline {
+            Some(name) if baseline_path(reports, name).exists() => {
+                Some(RunResult::load(&baseline_path(reports, name))?)
+            }
+            _ => None,
+        };
+        let comparison = baseline.as_ref().map(|b| {
+            compare::render_markdown(&compare::compare_runs(
+                b,
+                current,
+                &compare_config(b, current),
+            ))
+        });
+        let path =
+            report::write_report(current, baseline.as_ref(), comparison.as_deref(), reports)?;
+        println!("report: {}", path.display());
+    }
+    let records = ProfileRecord::load_all(&reports.join("profiles"))?;
+    let path = report::profiling::write_profiling_report(current.as_ref(), &records, reports)?;
+    println!(
+        "profiling report: {} ({} profiles)",
+        path.display(),
+        records.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The recipe, once its recorder is known to work here; samply falls back
+/// to perf (the rule) with the reason said.
+fn usable_recipe(
+    recipe: tasker_harness::profile::recipe::Recipe,
+) -> anyhow::Result<tasker_harness::profile::recipe::Recipe> {
+    use tasker_harness::profile::recipe::{Recipe, Tool};
+    use tasker_harness::profile::{perf, samply};
+    match recipe.tool {
+        Tool::Samply => match samply::check() {
+            Ok(()) => Ok(recipe),
+            Err(why) => {
+                eprintln!("samply cannot run here ({why:#}); falling back to perf");
+                perf::check()?;
+                Recipe::load("perf")
+            }
+        },
+        Tool::Perf => perf::check().map(|()| recipe),
+        _ => Ok(recipe),
+    }
 }
 
 fn flamegraph(args: FlamegraphArgs) -> anyhow::Result<ExitCode> {
@@ -601,5 +771,5 @@ fn resolve_run(reports: &Path, run: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn default_reports_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../reports")
+    tasker_harness::build::repo_root().join("reports")
 }

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod compare;
+pub mod instructions;
 pub mod profile;
 pub mod provision;
 pub mod report;

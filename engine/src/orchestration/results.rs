@@ -74,6 +74,7 @@ impl ResultProcessor {
         }
     }
 
+    #[tracing::instrument(name = "process_step_results", level = "debug", skip_all)]
     async fn process_batch(&self) -> Result<Vec<Evaluated>, sqlx::Error> {
         sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1)")
             .bind(self.config.result_batch_size)

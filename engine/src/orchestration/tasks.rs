@@ -71,6 +71,7 @@ pub struct TaskCreated {
 
 /// Create the task, its steps and edges, and enqueue its root steps: one
 /// statement, one transaction.
+#[tracing::instrument(name = "create_task", level = "debug", skip_all)]
 pub async fn create_task(
     pool: &PgPool,
     request: &TaskRequest,

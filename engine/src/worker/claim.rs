@@ -104,6 +104,7 @@ impl Claimer {
         }
     }
 
+    #[tracing::instrument(name = "claim", level = "debug", skip_all, fields(queue = %self.queue))]
     async fn claim(&self, qty: usize) -> Result<Vec<ClaimedStep>, sqlx::Error> {
         let sql = format!(
             "SELECT * FROM {}($1, $2, $3)",

@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::claim::{ClaimedStep, Dispatch};
 use super::handler::{HandlerError, HandlerRegistry, StepContext};
+use crate::telemetry::spawn_named;
 
-/// The outcome of one handler run, on its way to the submitter.
+/// The outcome of one handler run, on its way to the submitter (public
+/// for the result-serialization benchmarks).
 #[derive(Debug)]
-pub(crate) struct Completion {
+pub struct Completion {
     pub queue: Arc<str>,
     pub msg_id: i64,
     pub step_uuid: uuid::Uuid,
@@ -47,36 +50,45 @@ impl Dispatcher {
             let completions = self.completions.clone();
             let worker_id = worker_id.clone();
             let injected_delay = self.injected_delay;
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let msg_id = step.msg_id;
-                let step_uuid = step.workflow_step_uuid;
-                if !injected_delay.is_zero() {
-                    // tokio's timer rounds up to whole milliseconds; a
-                    // thread's sleep keeps sub-millisecond delays close to
-                    // what was asked, off the runtime's threads.
-                    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(injected_delay))
-                        .await;
+            // One span per step, from dispatch to its completion being
+            // handed to the submitter (tracing-flame shows where it goes).
+            let span = tracing::debug_span!("step");
+            spawn_named(
+                "step",
+                async move {
+                    let started = Instant::now();
+                    let msg_id = step.msg_id;
+                    let step_uuid = step.workflow_step_uuid;
+                    if !injected_delay.is_zero() {
+                        // tokio's timer rounds up to whole milliseconds; a
+                        // thread's sleep keeps sub-millisecond delays close to
+                        // what was asked, off the runtime's threads.
+                        let _ =
+                            tokio::task::spawn_blocking(move || std::thread::sleep(injected_delay))
+                                .await;
+                    }
+                    let outcome = run_step(&registry, step).await;
+                    let completion = Completion {
+                        queue,
+                        msg_id,
+                        step_uuid,
+                        outcome,
+                        execution_time: started.elapsed(),
+                        worker_id,
+                    };
+                    drop(permit);
+                    // The submitter only goes away at shutdown, after draining.
+                    let _ = completions.send(completion).await;
                 }
-                let outcome = run_step(&registry, step).await;
-                let completion = Completion {
-                    queue,
-                    msg_id,
-                    step_uuid,
-                    outcome,
-                    execution_time: started.elapsed(),
-                    worker_id,
-                };
-                drop(permit);
-                // The submitter only goes away at shutdown, after draining.
-                let _ = completions.send(completion).await;
-            });
+                .instrument(span),
+            );
         }
     }
 }
 
 /// Resolve the handler and run it, turning every way it can go wrong into
 /// a `HandlerError` with a type.
+#[tracing::instrument(name = "handler", level = "debug", skip_all, fields(step = %step.step_name))]
 pub(crate) async fn run_step(
     registry: &HandlerRegistry,
     step: ClaimedStep,

@@ -20,6 +20,9 @@ mod dispatch;
 pub mod handler;
 mod results;
 
+pub use dispatch::Completion;
+pub use results::result_json;
+
 use std::sync::Arc;
 
 use sqlx::PgPool;

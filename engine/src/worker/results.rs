@@ -47,6 +47,7 @@ impl Submitter {
     /// Results must not be lost: a failed submission is retried until it
     /// lands. (Until then the steps stay in_progress and their messages
     /// stay in the queue.)
+    #[tracing::instrument(name = "submit_results", level = "debug", skip_all, fields(%queue))]
     async fn submit(&self, queue: &str, results: Value) {
         let mut delay = Duration::from_millis(50);
         let sql = format!(
@@ -71,7 +72,8 @@ impl Submitter {
     }
 }
 
-fn result_json(completion: &Completion) -> Value {
+/// The JSON element the worker submits for one completion.
+pub fn result_json(completion: &Completion) -> Value {
     let (success, result, error) = match &completion.outcome {
         Ok(value) => (true, value.clone(), Value::Null),
         Err(error) => (false, Value::Null, json!(error)),

@@ -32,8 +32,11 @@ pub struct Cost {
 impl FoldedProfile {
     /// Parses folded lines; blank lines are skipped. An error names the
     /// line and what is wrong with it.
+    /// Identical stacks are merged (tracing-flame writes one line per
+    /// span event).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let mut stacks = Vec::new();
+        let mut stacks: Vec<(Vec<String>, u64)> = Vec::new();
+        let mut seen: HashMap<Vec<String>, usize> = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim_end();
             if line.is_empty() {
@@ -48,11 +51,18 @@ impl FoldedProfile {
                     index + 1
                 )
             })?;
-            let frames: Vec<String> = stack.split(';').map(str::to_string).collect();
+            // tracing-flame separates frames with "; ".
+            let frames: Vec<String> = stack.split(';').map(|f| f.trim().to_string()).collect();
             if frames.iter().any(String::is_empty) {
                 bail!("line {}: empty frame in '{stack}'", index + 1);
             }
-            stacks.push((frames, count));
+            match seen.get(&frames) {
+                Some(&i) => stacks[i].1 += count,
+                None => {
+                    seen.insert(frames.clone(), stacks.len());
+                    stacks.push((frames, count));
+                }
+            }
         }
         Ok(Self { stacks })
     }
@@ -116,6 +126,25 @@ impl FoldedProfile {
             ))
         });
         costs
+    }
+
+    /// The profile with native leaf frames (libc, the kernel, the
+    /// allocator) folded into the Rust function that called them, whose
+    /// self time then includes the system calls and allocations it made:
+    /// that is where an optimization would act. A stack of native frames
+    /// only is kept as it is.
+    pub fn native_into_callers(&self) -> FoldedProfile {
+        let mut merged: HashMap<Vec<String>, u64> = HashMap::new();
+        for (frames, count) in &self.stacks {
+            let rust = frames
+                .iter()
+                .rposition(|frame| module_of(frame) != NATIVE)
+                .map_or(frames.len(), |last| last + 1);
+            *merged.entry(frames[..rust].to_vec()).or_default() += count;
+        }
+        let mut stacks: Vec<(Vec<String>, u64)> = merged.into_iter().collect();
+        stacks.sort();
+        FoldedProfile { stacks }
     }
 
     /// Writes an SVG flamegraph of this profile.
@@ -194,12 +223,15 @@ fn write_svg(lines: &[String], title: &str, differential: bool, path: &Path) -> 
 /// The workspace's crates, reported by module rather than as a whole.
 const WORKSPACE_CRATES: [&str; 3] = ["tasker_engine", "tasker_scenarios", "tasker_harness"];
 
+/// The module of frames that are not Rust paths.
+const NATIVE: &str = "(native)";
+
 /// The module a frame's function belongs to (see [`FoldedProfile::modules`]).
 pub fn module_of(frame: &str) -> String {
     let path = rust_path(frame);
     let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
     if segments.len() < 2 {
-        return "(native)".to_string();
+        return NATIVE.to_string();
     }
     if !WORKSPACE_CRATES.contains(&segments[0]) {
         return segments[0].to_string();
@@ -262,6 +294,26 @@ mod tests {
         let eval = get("tasker_engine::orchestration::results::evaluate");
         assert_eq!((eval.self_samples, eval.total_samples), (15, 25));
         assert_eq!(functions[0].name, "main");
+    }
+
+    #[test]
+    fn native_leaves_count_for_their_rust_caller() {
+        let profile = FoldedProfile::parse(
+            "main;tokio::rt::turn;epoll_wait 5\n\
+             main;tokio::rt::turn 2\n\
+             main;sqlx::conn::send;__libc_send;entry_SYSCALL 3\n\
+             _start;__clone 1\n",
+        )
+        .unwrap();
+        let folded = profile.native_into_callers();
+        assert_eq!(folded.total_samples(), 11);
+        let functions = folded.functions();
+        let get = |name: &str| functions.iter().find(|c| c.name == name).unwrap().clone();
+        assert_eq!(get("tokio::rt::turn").self_samples, 7);
+        assert_eq!(get("sqlx::conn::send").self_samples, 3);
+        assert!(functions.iter().all(|c| c.name != "epoll_wait"));
+        // a stack with no Rust frame stays as it was
+        assert_eq!(get("__clone").self_samples, 1);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::result::{RunResult, ScenarioResult, StepPhases, ThroughputPoint};
 
 pub mod markdown;
 pub mod plots;
+pub mod profiling;
 
 #[cfg(test)]
 mod tests;

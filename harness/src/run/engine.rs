@@ -145,7 +145,8 @@ impl Cluster {
             }
         }
         for child in &mut self.processes {
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+            // Profiling builds write their profile on the way out.
+            let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
             let _ = child.start_kill();
         }
         self.shutdown.cancel();

@@ -1,16 +1,20 @@
 //! A scenario driven against the engine as separate processes (one
-//! orchestrator, one worker) while one of them runs under a profiler.
+//! orchestrator, one worker) built by a profiler recipe, while one of them
+//! is recorded: attached after the warm-up (samply, perf), or from inside
+//! for its whole life (DHAT, tokio-console, tracing-flame), which write
+//! their files when the processes exit.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use super::engine::{Cluster, Side};
 use super::latency::{one_task, warm_up, Requests};
 use super::{bar, fresh_database, RunPlan};
 use crate::build::EngineBuild;
-use crate::profile::perf::Recording;
+use crate::profile::recipe::{Recipe, Tool};
+use crate::profile::{perf, samply};
 use crate::scenario::Scenario;
 
 /// The engine process to profile.
@@ -27,61 +31,172 @@ impl Target {
             Target::Worker => "worker",
         }
     }
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            Target::Orchestration => "tasker-server",
+            Target::Worker => "tasker-worker",
+        }
+    }
+
+    /// Its index among the cluster's processes (orchestrators first).
+    fn index(self) -> usize {
+        match self {
+            Target::Orchestration => 0,
+            Target::Worker => 1,
+        }
+    }
 }
 
-/// Warms up, then records `target` with perf while `tasks` tasks of the
-/// scenario run one at a time; returns perf's data file.
+/// What one profiled run did and where its recording is.
+#[derive(Debug, Clone)]
+pub struct Profiled {
+    /// The target's recording (perf.data, samply's profile, or the file
+    /// the process wrote).
+    pub recording: PathBuf,
+    /// Tasks while recording; for in-process tools, the warm-up's too.
+    pub tasks: u64,
+    pub steps: u64,
+}
+
+/// How a profiled run goes.
+pub struct ProfileSpec<'a> {
+    pub recipe: &'a Recipe,
+    pub build: EngineBuild,
+    pub target: Target,
+    pub tasks: u64,
+    /// Where recordings go (reports/profiles/).
+    pub out_dir: &'a Path,
+    /// tokio-console only: serve live instead of recording, until the
+    /// tasks are done.
+    pub live: bool,
+}
+
 pub async fn run_profiled(
     plan: &RunPlan,
     scenario: &Scenario,
-    tasks: u64,
-    target: Target,
-    perf_data: &Path,
-) -> anyhow::Result<PathBuf> {
-    let build = EngineBuild::this()?;
-    if !build.bin_dir.ends_with("profiling") {
-        eprintln!(
-            "note: the engine binaries in {} may lack debug info, so stacks can be shallow; \
-             build with `cargo build --profile profiling --bins` and run the harness from \
-             target/profiling (cargo make profile-{} does)",
-            build.bin_dir.display(),
-            target.name()
-        );
+    spec: &ProfileSpec<'_>,
+) -> anyhow::Result<Profiled> {
+    let name = format!("{}-{}", spec.target.name(), scenario.name);
+    let files = spec.out_dir.join(format!("{name}.{}", spec.recipe.name));
+    let mut env = Vec::new();
+    if !spec.recipe.tool.attaches() && !spec.live {
+        // In-process recorders write <binary>.<suffix> here (fresh each run).
+        let _ = std::fs::remove_dir_all(&files);
+        std::fs::create_dir_all(&files)
+            .with_context(|| format!("cannot create {}", files.display()))?;
+        env.push((
+            tasker_engine::telemetry::PROFILE_DIR_ENV.to_string(),
+            files.display().to_string(),
+        ));
     }
     let url = fresh_database(&plan.admin_url, &format!("{}_profile", scenario.name)).await?;
-    let side = Side::new(build, Vec::new());
+    let side = Side::new(spec.build.clone(), env);
     let cluster = Cluster::start(&url, &side, &plan.engine_config, 1, 1).await?;
-    let outcome = drive(scenario, tasks, target, &cluster, perf_data).await;
+    if spec.live {
+        eprintln!(
+            "tokio-console: connect with `tokio-console http://127.0.0.1:{}` while the tasks run",
+            if spec.target == Target::Orchestration {
+                6669
+            } else {
+                6670
+            }
+        );
+    }
+    let outcome = drive(scenario, spec, &cluster, &name).await;
     cluster.stop().await;
-    outcome
+    let (tasks, attached) = outcome?;
+    let recording = match attached {
+        Some(path) => path,
+        None if spec.live => files,
+        None => in_process_file(&files, spec.target, spec.recipe.tool)?,
+    };
+    Ok(Profiled {
+        recording,
+        tasks,
+        steps: tasks * u64::from(scenario_steps(scenario)?),
+    })
 }
 
+/// Warm-up, then the tasks one at a time; an attaching recorder runs
+/// around the tasks only. Returns the tasks the recording covers and the
+/// attached recorder's file.
 async fn drive(
     scenario: &Scenario,
-    tasks: u64,
-    target: Target,
+    spec: &ProfileSpec<'_>,
     cluster: &Cluster,
-    perf_data: &Path,
-) -> anyhow::Result<PathBuf> {
+    name: &str,
+) -> anyhow::Result<(u64, Option<PathBuf>)> {
     let template = scenario.load_template()?;
     let base = scenario.request(&template);
     let timeout = Duration::from_secs(scenario.timeout_s);
     let mut requests = Requests::new(base, &format!("{}-profile", scenario.name));
     let warmup = scenario.latency.as_ref().map_or(20, |l| l.warmup);
     warm_up(cluster.client(), &mut requests, warmup, timeout).await?;
-    let index = match target {
-        Target::Orchestration => 0,
-        Target::Worker => 1,
-    };
     let pid = cluster
-        .pid(index)
-        .with_context(|| format!("the {} process has exited", target.name()))?;
-    let recording = Recording::start(pid, perf_data)?;
-    let progress = bar(tasks, &format!("{} under perf", scenario.name));
-    for _ in 0..tasks {
+        .pid(spec.target.index())
+        .with_context(|| format!("the {} process has exited", spec.target.name()))?;
+    let recorder = match spec.recipe.tool {
+        Tool::Perf => Some(Attached::Perf(perf::Recording::start(
+            pid,
+            &spec.out_dir.join(format!("{name}.perf.data")),
+        )?)),
+        Tool::Samply => Some(Attached::Samply(samply::Recording::start(
+            pid,
+            &spec.out_dir.join(format!("{name}.samply.json.gz")),
+        )?)),
+        _ => None,
+    };
+    let progress = bar(
+        spec.tasks,
+        &format!("{} under {}", scenario.name, spec.recipe.name),
+    );
+    for _ in 0..spec.tasks {
         one_task(cluster.client(), &requests.next(), timeout).await?;
         progress.inc(1);
     }
     progress.finish_and_clear();
-    recording.stop().await
+    match recorder {
+        Some(recorder) => Ok((spec.tasks, Some(recorder.stop().await?))),
+        None => Ok((spec.tasks + warmup, None)),
+    }
+}
+
+enum Attached {
+    Perf(perf::Recording),
+    Samply(samply::Recording),
+}
+
+impl Attached {
+    async fn stop(self) -> anyhow::Result<PathBuf> {
+        match self {
+            Attached::Perf(r) => r.stop().await,
+            Attached::Samply(r) => r.stop().await,
+        }
+    }
+}
+
+/// The file an in-process recorder of `target` wrote (see the engine's
+/// telemetry module for the names).
+fn in_process_file(dir: &Path, target: Target, tool: Tool) -> anyhow::Result<PathBuf> {
+    let suffix = match tool {
+        Tool::Dhat => "dhat-heap.json",
+        Tool::Console => "console.jsonl",
+        Tool::TracingFlame => "tracing.folded",
+        Tool::Perf | Tool::Samply => unreachable!("attached recorders name their own files"),
+    };
+    let path = dir.join(format!("{}.{suffix}", target.binary()));
+    if !path.exists() {
+        bail!(
+            "{} wrote no {} — was it built with the recipe's feature, and did it exit cleanly? \
+             (its messages are above)",
+            target.binary(),
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn scenario_steps(scenario: &Scenario) -> anyhow::Result<u32> {
+    Ok(scenario.load_template()?.steps.len() as u32)
 }
