@@ -89,38 +89,34 @@ fn state_cas(c: &mut Criterion) {
     group.bench_function("transition_step", |b| {
         let f = fixture.get_or_init(|| rt.block_on(CasFixture::new()));
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let (step, forward) = f.next(&f.step_calls, &f.steps);
-                    let (from, to) = match forward {
-                        true => (StepState::Pending, StepState::Enqueued),
-                        false => (StepState::Enqueued, StepState::Pending),
-                    };
+            time_sequential(&rt, iters, || {
+                let (step, forward) = f.next(&f.step_calls, &f.steps);
+                let (from, to) = match forward {
+                    true => (StepState::Pending, StepState::Enqueued),
+                    false => (StepState::Enqueued, StepState::Pending),
+                };
+                async move {
                     transition_step(&f.db.pool, step, from, to, json!({}))
                         .await
                         .expect("step CAS");
                 }
-                start.elapsed()
             })
         })
     });
     group.bench_function("transition_task", |b| {
         let f = fixture.get_or_init(|| rt.block_on(CasFixture::new()));
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let (task, forward) = f.next(&f.task_calls, &f.tasks);
-                    let (from, to) = match forward {
-                        true => (TaskState::StepsInProcess, TaskState::EvaluatingResults),
-                        false => (TaskState::EvaluatingResults, TaskState::StepsInProcess),
-                    };
+            time_sequential(&rt, iters, || {
+                let (task, forward) = f.next(&f.task_calls, &f.tasks);
+                let (from, to) = match forward {
+                    true => (TaskState::StepsInProcess, TaskState::EvaluatingResults),
+                    false => (TaskState::EvaluatingResults, TaskState::StepsInProcess),
+                };
+                async move {
                     transition_task(&f.db.pool, task, from, to, json!({}))
                         .await
                         .expect("task CAS");
                 }
-                start.elapsed()
             })
         })
     });
@@ -128,6 +124,21 @@ fn state_cas(c: &mut Criterion) {
     if let Some(f) = fixture.into_inner() {
         rt.block_on(f.db.drop_database());
     }
+}
+
+/// The time of `iters` runs of `op`'s futures, one after another.
+fn time_sequential<F, Fut>(rt: &Runtime, iters: u64, mut op: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            op().await;
+        }
+        start.elapsed()
+    })
 }
 
 fn readiness(c: &mut Criterion) {
@@ -139,12 +150,11 @@ fn readiness(c: &mut Criterion) {
     group.bench_function("task_execution_context", |b| {
         let f = fixture.get_or_init(|| rt.block_on(ReadinessFixture::new()));
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let i = f.next_ready.get();
-                    f.next_ready.set(i + 1);
-                    let task = f.ready_tasks[i % f.ready_tasks.len()];
+            time_sequential(&rt, iters, || {
+                let i = f.next_ready.get();
+                f.next_ready.set(i + 1);
+                let task = f.ready_tasks[i % f.ready_tasks.len()];
+                async move {
                     let row = sqlx::query("SELECT * FROM tasker.task_execution_context($1)")
                         .bind(task)
                         .fetch_one(&f.db.pool)
@@ -152,7 +162,6 @@ fn readiness(c: &mut Criterion) {
                         .expect("task_execution_context");
                     black_box(row);
                 }
-                start.elapsed()
             })
         })
     });

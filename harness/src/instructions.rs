@@ -15,14 +15,15 @@
 //! `(total(2n) - total(n)) / n` is the count of one iteration. The result
 //! is the mean of iterations `n+1..=2n`, rounded to a whole instruction.
 //!
-//! How exact (measured with valgrind 3.19): `result_serialize` repeats to
-//! the instruction, run after run. `template_parse` varies by a few
-//! instructions per iteration in 1.5 million (about 2e-6): template
-//! validation builds a std `HashMap`, whose SipHash keys come from the OS
-//! per process, so hash-probe lengths differ between runs. Iterations are
-//! not all alike either (the allocator's state evolves), so the mean moves
-//! by up to ~0.1% with `n`: counts are comparable at the same `n` only,
-//! and stored counts say which `n` they used.
+//! How exact (measured with valgrind 3.19): both workloads repeat to the
+//! instruction, run after run. (`template_parse` used to vary by a few
+//! instructions in 1.5 million: template validation indexed steps in a std
+//! `HashMap`, whose SipHash keys come from the OS per process; it is a
+//! `BTreeMap` now. Keep hashed maps with random seeds out of these
+//! workloads.) Iterations are not all alike (the allocator's state
+//! evolves), so the mean moves by up to ~0.1% with `n`: counts are
+//! comparable at the same `n` only, and stored counts say which `n` they
+//! used.
 //!
 //! Counts depend on the compiler and the build profile, so stored counts
 //! ([`InstructionCounts`]) carry both, and [`compare`] against a baseline

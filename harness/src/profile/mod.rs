@@ -7,6 +7,7 @@
 //! recording into a `record` that the profiling report ranks.
 
 pub mod analyze;
+pub mod attached;
 pub mod console;
 pub mod dhat;
 pub mod folded;

@@ -5,13 +5,14 @@
 //! cargo profile keeps debug info but Rust does not keep frame pointers by
 //! default, so frame-pointer stacks would stop at the first Rust frame.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::{bail, Context};
 use inferno::collapse::Collapse;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+use super::attached::Recording;
 use super::FoldedProfile;
 
 /// Samples per second.
@@ -47,51 +48,15 @@ fn check_program(perf: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `perf record` attached to one process.
-pub struct Recording {
-    child: Child,
-    output: PathBuf,
-}
-
-impl Recording {
-    pub fn start(pid: u32, output: &Path) -> anyhow::Result<Self> {
-        check()?;
-        if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let child = Command::new("perf")
-            .args(["record", "--quiet", "-F", &FREQUENCY.to_string()])
-            .args(["--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
-            .arg(output)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting perf record")?;
-        Ok(Self {
-            child,
-            output: output.to_path_buf(),
-        })
-    }
-
-    /// Stops recording (SIGINT, as perf expects) and returns the data file.
-    pub async fn stop(self) -> anyhow::Result<PathBuf> {
-        if let Some(pid) = self.child.id() {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGINT,
-            )?;
-        }
-        let output = self.child.wait_with_output().await?;
-        if !self.output.exists() {
-            bail!(
-                "perf record wrote no {}: {}",
-                self.output.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(self.output)
-    }
+/// Starts `perf record` on process `pid`, writing `output`.
+pub fn record(pid: u32, output: &Path) -> anyhow::Result<Recording> {
+    check()?;
+    let mut command = Command::new("perf");
+    command
+        .args(["record", "--quiet", "-F", &FREQUENCY.to_string()])
+        .args(["--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
+        .arg(output);
+    Recording::spawn(command, "perf record", vec![output.to_path_buf()])
 }
 
 /// `perf script` of a recording, folded.

@@ -20,8 +20,9 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+use super::attached::Recording;
 use super::FoldedProfile;
 
 /// Samples per second: the same as perf's, so the two compare.
@@ -144,58 +145,17 @@ pub fn syms_path(profile: &Path) -> PathBuf {
     profile.with_extension("syms.json")
 }
 
-/// A `samply record` attached to one process.
-pub struct Recording {
-    child: Child,
-    output: PathBuf,
-}
-
-impl Recording {
-    /// Starts recording `pid` into `output` (`.json`, or `.json.gz` for a
-    /// gzipped profile) and [`syms_path`]`(output)`.
-    pub fn start(pid: u32, output: &Path) -> anyhow::Result<Self> {
-        let samply = ready()?;
-        if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        // A leftover from an earlier run would hide a failed recording.
-        for stale in [output.to_path_buf(), syms_path(output)] {
-            let _ = std::fs::remove_file(stale);
-        }
-        let child = Command::new(samply)
-            .args(record_args(pid, output))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting samply record")?;
-        Ok(Self {
-            child,
-            output: output.to_path_buf(),
-        })
-    }
-
-    /// Stops recording (SIGINT: samply's Ctrl+C, after which it saves and
-    /// presymbolicates) and returns the profile.
-    pub async fn stop(self) -> anyhow::Result<PathBuf> {
-        if let Some(pid) = self.child.id() {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGINT,
-            )?;
-        }
-        let output = self.child.wait_with_output().await?;
-        for written in [self.output.clone(), syms_path(&self.output)] {
-            if !written.exists() {
-                bail!(
-                    "samply record wrote no {}: {}",
-                    written.display(),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-        }
-        Ok(self.output)
-    }
+/// Starts `samply record` on process `pid`, writing `output` (`.json`,
+/// or `.json.gz` for a gzipped profile) and [`syms_path`]`(output)`.
+pub fn record(pid: u32, output: &Path) -> anyhow::Result<Recording> {
+    let samply = ready()?;
+    let mut command = Command::new(samply);
+    command.args(record_args(pid, output));
+    Recording::spawn(
+        command,
+        "samply record",
+        vec![output.to_path_buf(), syms_path(output)],
+    )
 }
 
 /// A saved samply profile and its `.syms.json` sidecar, folded.
@@ -766,7 +726,7 @@ mod tests {
             .spawn()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let recording = Recording::start(busy.id(), &dir.path().join("busy.json")).unwrap();
+        let recording = record(busy.id(), &dir.path().join("busy.json")).unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         let saved = recording.stop().await;
         busy.kill().unwrap();

@@ -95,12 +95,9 @@ pub async fn run_profiled(
     let cluster = Cluster::start(&url, &side, &plan.engine_config, 1, 1).await?;
     if spec.live {
         eprintln!(
-            "tokio-console: connect with `tokio-console http://127.0.0.1:{}` while the tasks run",
-            if spec.target == Target::Orchestration {
-                6669
-            } else {
-                6670
-            }
+            "tokio-console: connect with `tokio-console http://127.0.0.1:6669` (tasker-server) \
+             or `http://127.0.0.1:6670` (tasker-worker) while the {} tasks run",
+            spec.tasks
         );
     }
     let outcome = drive(scenario, spec, &cluster, &name).await;
@@ -137,14 +134,14 @@ async fn drive(
         .pid(spec.target.index())
         .with_context(|| format!("the {} process has exited", spec.target.name()))?;
     let recorder = match spec.recipe.tool {
-        Tool::Perf => Some(Attached::Perf(perf::Recording::start(
+        Tool::Perf => Some(perf::record(
             pid,
             &spec.out_dir.join(format!("{name}.perf.data")),
-        )?)),
-        Tool::Samply => Some(Attached::Samply(samply::Recording::start(
+        )?),
+        Tool::Samply => Some(samply::record(
             pid,
             &spec.out_dir.join(format!("{name}.samply.json.gz")),
-        )?)),
+        )?),
         _ => None,
     };
     let progress = bar(
@@ -159,20 +156,6 @@ async fn drive(
     match recorder {
         Some(recorder) => Ok((spec.tasks, Some(recorder.stop().await?))),
         None => Ok((spec.tasks + warmup, None)),
-    }
-}
-
-enum Attached {
-    Perf(perf::Recording),
-    Samply(samply::Recording),
-}
-
-impl Attached {
-    async fn stop(self) -> anyhow::Result<PathBuf> {
-        match self {
-            Attached::Perf(r) => r.stop().await,
-            Attached::Samply(r) => r.stop().await,
-        }
     }
 }
 
