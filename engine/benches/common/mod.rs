@@ -34,12 +34,14 @@ pub fn templates_dir() -> PathBuf {
         .join("templates")
 }
 
-/// `(label, YAML text)` of a scenario template.
+/// `(label, YAML text)` of a scenario template. The label is relative to
+/// the repository: parsing copies it, so an absolute path would make the
+/// instruction count depend on where the checkout is.
 pub fn template_text(name: &str) -> (String, String) {
     let path = templates_dir().join(format!("{name}.yaml"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    (path.display().to_string(), text)
+    (format!("scenarios/templates/{name}.yaml"), text)
 }
 
 /// Parse and validate one template, as `TaskTemplate::load_file` does
