@@ -25,6 +25,11 @@
 //! comparable at the same `n` only, and stored counts say which `n` they
 //! used.
 //!
+//! Nor may they depend on where the checkout is: the workload binary has
+//! its inputs compiled in and takes the workload from the environment
+//! (see `engine/benches/instructions.rs`), because an allocation sized by a
+//! path (argv[0] was one) changes the allocator's state and the count.
+//!
 //! Counts depend on the compiler and the build profile, so stored counts
 //! ([`InstructionCounts`]) carry both, and [`compare`] against a baseline
 //! from another rustc, profile or iteration count reports the changes as
@@ -147,8 +152,9 @@ fn callgrind_total(
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg(bench_binary)
-        .arg(workload)
-        .arg(iterations.to_string())
+        // Not arguments: see WORKLOAD_ENV in engine/benches/instructions.rs.
+        .env("TASKER_INSTRUCTIONS_WORKLOAD", workload)
+        .env("TASKER_INSTRUCTIONS_ITERATIONS", iterations.to_string())
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {valgrind}"))?;
@@ -211,6 +217,10 @@ pub fn parse_callgrind_total(text: &str) -> anyhow::Result<u64> {
 pub fn build_bench(profile: &str) -> anyhow::Result<PathBuf> {
     let output = Command::new("cargo")
         .current_dir(crate::build::repo_root())
+        // Incremental builds split and inline code depending on their
+        // history: a fresh checkout's counts differed from a worked-in
+        // one's by 1.7%. Non-incremental codegen depends on the sources.
+        .env("CARGO_INCREMENTAL", "0")
         .args([
             "bench",
             "-p",

@@ -34,14 +34,28 @@ pub fn templates_dir() -> PathBuf {
         .join("templates")
 }
 
-/// `(label, YAML text)` of a scenario template. The label is relative to
-/// the repository: parsing copies it, so an absolute path would make the
-/// instruction count depend on where the checkout is.
+/// `(label, YAML text)` of the templates of [`TEMPLATES`], compiled in:
+/// reading them at run time would allocate their absolute path, and the
+/// allocator's state, so the instruction count, would then depend on
+/// where the checkout is.
+pub const TEMPLATE_TEXTS: [(&str, &str); 2] = [
+    (
+        "scenarios/templates/linear.yaml",
+        include_str!("../../../scenarios/templates/linear.yaml"),
+    ),
+    (
+        "scenarios/templates/complex_dag.yaml",
+        include_str!("../../../scenarios/templates/complex_dag.yaml"),
+    ),
+];
+
+/// `(label, YAML text)` of a scenario template.
 pub fn template_text(name: &str) -> (String, String) {
-    let path = templates_dir().join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    (format!("scenarios/templates/{name}.yaml"), text)
+    let (label, text) = TEMPLATE_TEXTS
+        .iter()
+        .find(|(label, _)| label.ends_with(&format!("/{name}.yaml")))
+        .unwrap_or_else(|| panic!("{name} is not one of {TEMPLATES:?}"));
+    (label.to_string(), text.to_string())
 }
 
 /// Parse and validate one template, as `TaskTemplate::load_file` does
