@@ -306,14 +306,14 @@ impl BenchDb {
         .expect("create tasks")
     }
 
-    /// What a worker claims: `(msg_id, task, step)`.
+    /// What a worker claims: `(msg_id, step, claim token)`.
     async fn claim(&self, qty: i32) -> Vec<(i64, Uuid, Uuid)> {
         let sql = format!(
-            "SELECT msg_id, task_uuid, workflow_step_uuid FROM {}($1, $2, $3)",
+            "SELECT msg_id, workflow_step_uuid, claim_token FROM {}($1, $2, $3)",
             queue_function("claim", &self.queue)
         );
         sqlx::query_as(&sql)
-            .bind(60)
+            .bind(5)
             .bind(qty)
             .bind("bench-worker")
             .fetch_all(&self.pool)
@@ -325,10 +325,12 @@ impl BenchDb {
     async fn submit(&self, claimed: &[(i64, Uuid, Uuid)]) {
         let completions: Vec<common::Completion> = claimed
             .iter()
-            .map(|&(msg_id, _, step_uuid)| common::Completion {
+            .map(|&(msg_id, step_uuid, claim_token)| common::Completion {
                 queue: self.queue.as_str().into(),
                 msg_id,
                 step_uuid,
+                attempt: 1,
+                claim_token,
                 outcome: Ok(json!(4)),
                 execution_time: Duration::from_micros(40),
                 worker_id: "bench-worker".into(),
@@ -451,7 +453,7 @@ impl ReadinessFixture {
         let claimed = db.claim(READY_TASKS).await;
         assert_eq!(claimed.len(), READY_TASKS as usize);
         db.submit(&claimed).await;
-        let steps: Vec<Uuid> = claimed.iter().map(|c| c.2).collect();
+        let steps: Vec<Uuid> = claimed.iter().map(|c| c.1).collect();
         sqlx::query("SELECT tasker.apply_step_result(s) FROM unnest($1::uuid[]) s")
             .bind(&steps)
             .execute(&db.pool)

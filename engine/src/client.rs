@@ -9,14 +9,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::orchestration::{self, OrchestrationError, TaskCreated, TaskRequest};
-use crate::queue::TASK_FINALIZED_CHANNEL;
+use crate::queue::{Listener, Received, TASK_FINALIZED_CHANNEL};
 use crate::state::{StepState, TaskState};
 use crate::telemetry::spawn_named;
 
@@ -93,8 +92,7 @@ pub struct TaskerClient {
 impl TaskerClient {
     /// Connect the client and start its completion listener.
     pub async fn new(pool: PgPool, shutdown: CancellationToken) -> Result<Self, ClientError> {
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(TASK_FINALIZED_CHANNEL).await?;
+        let listener = Listener::connect(&pool, &[TASK_FINALIZED_CHANNEL.to_string()]).await?;
         let waiters: Waiters = Arc::default();
         let client = Self {
             pool,
@@ -227,19 +225,15 @@ impl TaskerClient {
         Ok((created.task_uuid, state))
     }
 
-    async fn forward(&self, mut listener: PgListener, shutdown: CancellationToken) {
-        loop {
-            let received = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                received = listener.try_recv() => received,
-            };
+    async fn forward(&self, mut listener: Listener, shutdown: CancellationToken) {
+        while let Some(received) = listener.recv(&shutdown).await {
             match received {
-                Ok(Some(notification)) => {
+                Received::Notification(notification) => {
                     if let Some((task, state)) = parse_finalized(notification.payload()) {
                         self.deliver(task, state);
                     }
                 }
-                Ok(None) | Err(_) => self.recheck_waiters().await,
+                Received::Reconnected => self.recheck_waiters().await,
             }
         }
     }
@@ -252,7 +246,8 @@ impl TaskerClient {
     }
 
     /// After the listener lost its connection, notifications may have been
-    /// missed: read the state of every awaited task instead.
+    /// missed: read the state of every awaited task instead (the listener
+    /// is back, so a task finishing after this read is notified).
     async fn recheck_waiters(&self) {
         let tasks: Vec<Uuid> = self
             .waiters
@@ -268,7 +263,6 @@ impl TaskerClient {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

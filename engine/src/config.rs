@@ -61,6 +61,9 @@ pub struct OrchestrationConfig {
     pub analyze_min_changes: i64,
     /// VACUUM a queue table once it holds this many dead rows.
     pub vacuum_min_dead_rows: i64,
+    /// How often the staleness detector looks for work nobody was told
+    /// about (lapsed leases, orphaned retries) and stuck tasks; 0: off.
+    pub staleness_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,9 +77,11 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Most step messages claimed in one statement.
     pub claim_batch_size: i32,
-    /// Seconds a claimed message stays hidden; must exceed the longest
-    /// handler timeout, or a slow step's message is seen again.
-    pub claim_visibility_timeout_s: i32,
+    /// A claim is a lease on the step's message for the step's
+    /// `timeout_seconds` plus this margin: time for the result to reach the
+    /// database after the handler's timeout. A worker that dies lets the
+    /// lease lapse and the step is claimed again (a new attempt).
+    pub claim_lease_margin_s: i32,
     /// Capacity of the completion channel (handler results to the submitter).
     pub completion_channel_capacity: usize,
     /// Most results submitted in one statement.
@@ -120,6 +125,7 @@ impl Default for OrchestrationConfig {
             maintenance_interval_ms: 5_000,
             analyze_min_changes: 500,
             vacuum_min_dead_rows: 1_000,
+            staleness_interval_ms: 1_000,
         }
     }
 }
@@ -131,7 +137,7 @@ impl Default for WorkerConfig {
             namespaces: Vec::new(),
             concurrency: 16,
             claim_batch_size: 16,
-            claim_visibility_timeout_s: 60,
+            claim_lease_margin_s: 5,
             completion_channel_capacity: 256,
             result_batch_size: 32,
             fallback_poll_ms: 5_000,

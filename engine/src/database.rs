@@ -131,6 +131,54 @@ async fn migrate_locked(pool: &PgPool) -> Result<(), DatabaseError> {
     Ok(())
 }
 
+/// A statement the database refused for what it carried, not for the
+/// state of the connection or the server: a data exception (class 22, e.g.
+/// a `\u0000` in JSON text) or a program limit (class 54). Sending the same
+/// statement again would fail again.
+pub fn is_data_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("54")),
+        _ => false,
+    }
+}
+
+/// Logs a database outage once: the first failure of a loop as a warning,
+/// later ones only at debug level, and the recovery with how long it took.
+/// Each retrying loop (claimer, submitter, result processor, listeners)
+/// keeps one, so a restart of PostgreSQL is a pair of lines per loop, not a
+/// line per retry.
+#[derive(Debug, Default)]
+pub struct Outage {
+    since: Option<std::time::Instant>,
+}
+
+impl Outage {
+    pub fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        match self.since {
+            None => {
+                tracing::warn!(%error, "{what} failed; retrying until the database answers");
+                self.since = Some(std::time::Instant::now());
+            }
+            Some(_) => tracing::debug!(%error, "{what} failed again"),
+        }
+    }
+
+    pub fn recovered(&mut self, what: &str) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                outage_ms = since.elapsed().as_millis() as u64,
+                "{what} works again"
+            );
+        }
+    }
+
+    pub fn is_ongoing(&self) -> bool {
+        self.since.is_some()
+    }
+}
+
 /// Check that the database answers (used by /health).
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;

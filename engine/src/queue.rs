@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgNotification};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::database::Outage;
 use crate::telemetry::spawn_named;
 
 /// Step results (and due retries) for orchestration.
@@ -38,8 +39,96 @@ pub fn queue_function(prefix: &str, queue: &str) -> String {
     format!("tasker.\"{name}\"")
 }
 
-/// Wake-ups for a set of notification channels, fed by one LISTEN
-/// connection in a background task.
+/// A LISTEN connection that survives its connection: when the connection
+/// drops (PostgreSQL restarted, the session was terminated), it connects
+/// again with backoff, LISTENs again on every channel, and then says so
+/// with [`Received::Reconnected`], because whatever was notified while it
+/// was down was missed and its owner must look for itself. Without that,
+/// a lost LISTEN is a silent stall until the fallback poll.
+pub struct Listener {
+    pool: PgPool,
+    channels: Vec<String>,
+    connection: Option<PgListener>,
+    outage: Outage,
+}
+
+pub enum Received {
+    Notification(PgNotification),
+    Reconnected,
+}
+
+impl Listener {
+    /// LISTEN on `channels`; returns once the LISTENs are in place, so
+    /// nothing sent after this returns can be missed.
+    pub async fn connect(pool: &PgPool, channels: &[String]) -> Result<Self, sqlx::Error> {
+        let connection = Self::open(pool, channels).await?;
+        Ok(Self {
+            pool: pool.clone(),
+            channels: channels.to_vec(),
+            connection: Some(connection),
+            outage: Outage::default(),
+        })
+    }
+
+    async fn open(pool: &PgPool, channels: &[String]) -> Result<PgListener, sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener
+            .listen_all(channels.iter().map(String::as_str))
+            .await?;
+        Ok(listener)
+    }
+
+    /// The next notification, or `Reconnected` after an outage; None at
+    /// shutdown.
+    pub async fn recv(&mut self, shutdown: &CancellationToken) -> Option<Received> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let Some(connection) = self.connection.as_mut() else {
+                // Biased: at shutdown the pool closes right after the token
+                // is cancelled, and that error must not be logged.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return None,
+                    opened = Self::open(&self.pool, &self.channels) => match opened {
+                        Ok(connection) => {
+                            self.connection = Some(connection);
+                            self.outage.recovered("listening for notifications");
+                            return Some(Received::Reconnected);
+                        }
+                        Err(error) => self.outage.failed("listening for notifications", &error),
+                    },
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            };
+            let received = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return None,
+                received = connection.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => return Some(Received::Notification(notification)),
+                _ if shutdown.is_cancelled() => return None,
+                Ok(None) => {
+                    self.outage
+                        .failed("listening for notifications", &"connection lost");
+                    self.connection = None;
+                }
+                Err(error) => {
+                    self.outage.failed("listening for notifications", &error);
+                    self.connection = None;
+                }
+            }
+        }
+    }
+}
+
+/// Wake-ups for a set of notification channels, fed by one [`Listener`]
+/// in a background task.
 #[derive(Clone)]
 pub struct Wakeups {
     by_channel: Arc<HashMap<String, Arc<Notify>>>,
@@ -54,9 +143,7 @@ impl Wakeups {
         channels: &[String],
         shutdown: CancellationToken,
     ) -> Result<Self, sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        let names: Vec<&str> = channels.iter().map(String::as_str).collect();
-        listener.listen_all(names).await?;
+        let listener = Listener::connect(pool, channels).await?;
         let by_channel: HashMap<String, Arc<Notify>> = channels
             .iter()
             .map(|c| (c.clone(), Arc::new(Notify::new())))
@@ -71,34 +158,17 @@ impl Wakeups {
         Ok(wakeups)
     }
 
-    async fn forward(&self, mut listener: PgListener, shutdown: CancellationToken) {
-        loop {
-            // Biased: at shutdown the pool closes right after the token is
-            // cancelled, and the listener's error must not win the race
-            // and be logged as a failure.
-            let received = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                received = listener.try_recv() => received,
-            };
+    async fn forward(&self, mut listener: Listener, shutdown: CancellationToken) {
+        while let Some(received) = listener.recv(&shutdown).await {
             match received {
-                Ok(Some(notification)) => {
+                Received::Notification(notification) => {
                     if let Some(notify) = self.by_channel.get(notification.channel()) {
                         notify.notify_one();
                     }
                 }
-                // The connection dropped and notifications may have been
-                // lost while it was down: wake everyone to drain.
-                Ok(None) => self.wake_all(),
-                Err(_) if shutdown.is_cancelled() => return,
-                Err(error) => {
-                    tracing::warn!(%error, "notification listener failed; retrying in 1 s");
-                    self.wake_all();
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
+                // Notifications may have been lost while the connection
+                // was down: wake everyone to drain.
+                Received::Reconnected => self.wake_all(),
             }
         }
     }

@@ -139,9 +139,11 @@ impl StepState {
         match self {
             Pending => matches!(to, Enqueued | Cancelled | ResolvedManually),
             Enqueued => matches!(to, InProgress | Pending | Cancelled | ResolvedManually),
+            // -> Enqueued: the claim's lease lapsed (its worker died).
             InProgress => matches!(
                 to,
-                EnqueuedForOrchestration
+                Enqueued
+                    | EnqueuedForOrchestration
                     | EnqueuedAsErrorForOrchestration
                     | Cancelled
                     | ResolvedManually

@@ -114,6 +114,8 @@ pub fn completions(n: usize) -> Vec<Completion> {
                 queue: queue.clone(),
                 msg_id: 100_000 + i as i64,
                 step_uuid: Uuid::from_u128(0x0192_f3a4_5b6c_7d8e_9fa0_b1c2_d3e4_f506 + i as u128),
+                attempt: 1,
+                claim_token: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 + i as u128),
                 outcome,
                 execution_time: Duration::from_micros(37 + 11 * i as u64),
                 worker_id: worker_id.clone(),

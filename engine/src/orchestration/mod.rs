@@ -11,6 +11,7 @@
 
 pub mod maintenance;
 mod results;
+pub mod staleness;
 pub mod tasks;
 pub mod templates;
 
@@ -54,6 +55,12 @@ impl Orchestrator {
             tasks.push(spawn_named(
                 "orchestration-maintenance",
                 maintenance::run(pool.clone(), config.clone(), shutdown.clone()),
+            ));
+        }
+        if config.staleness_interval_ms > 0 {
+            tasks.push(spawn_named(
+                "orchestration-staleness-detector",
+                staleness::run(pool.clone(), config.clone(), shutdown.clone()),
             ));
         }
         let processor = results::ResultProcessor {

@@ -13,11 +13,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::OrchestrationConfig;
+use crate::database::Outage;
 use crate::state::TaskState;
 
 #[derive(Debug, sqlx::FromRow)]
 struct Evaluated {
-    task_uuid: Uuid,
+    /// None on the one row of a batch whose messages were all rejected.
+    task_uuid: Option<Uuid>,
     task_state: Option<TaskState>,
     enqueued: i32,
     next_retry_at: Option<DateTime<Utc>>,
@@ -37,11 +39,13 @@ impl ResultProcessor {
         // becomes visible when its backoff has passed, without a
         // notification, so the processor wakes itself then.
         let mut retries: BinaryHeap<Reverse<Instant>> = BinaryHeap::new();
+        let mut outage = Outage::default();
         loop {
             let drained = match self.process_batch().await {
                 Ok(evaluated) => {
+                    outage.recovered("processing step results");
                     for row in &evaluated {
-                        tracing::debug!(task = %row.task_uuid, state = ?row.task_state,
+                        tracing::debug!(task = ?row.task_uuid, state = ?row.task_state,
                             enqueued = row.enqueued, "task evaluated");
                         if let Some(at) = row.next_retry_at {
                             retries.push(Reverse(instant_of(at)));
@@ -51,7 +55,8 @@ impl ResultProcessor {
                     taken < self.config.result_batch_size
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "processing step results failed");
+                    // The batch rolled back: its messages are there again.
+                    outage.failed("processing step results", &error);
                     true
                 }
             };

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::WorkerConfig;
+use crate::database::Outage;
 use crate::queue;
 
 /// A step this worker owns until it reports a result.
@@ -26,6 +27,9 @@ pub(crate) struct ClaimedStep {
     pub attempt: i32,
     pub timeout_seconds: i32,
     pub child_step_names: Vec<String>,
+    /// Fences this claim: a result is recorded only under the step's
+    /// current token, so a claim that lapsed cannot overwrite a newer one.
+    pub claim_token: Uuid,
 }
 
 /// A claimed step on its way to a handler, with the queue it came from and
@@ -50,6 +54,7 @@ pub(crate) struct Claimer {
 impl Claimer {
     pub async fn run(self) {
         let queue: Arc<str> = Arc::from(self.queue.as_str());
+        let mut outage = Outage::default();
         loop {
             // Wait for room to run at least one handler, then claim as many
             // steps as there is room for (up to the batch size).
@@ -69,10 +74,15 @@ impl Claimer {
             }
             let wanted = permits.len();
             let claimed = match self.claim(wanted).await {
-                Ok(claimed) => claimed,
+                Ok(claimed) => {
+                    outage.recovered(&format!("claiming steps from {}", self.queue));
+                    claimed
+                }
                 Err(error) => {
-                    tracing::warn!(queue = %self.queue, %error, "claiming steps failed");
+                    outage.failed(&format!("claiming steps from {}", self.queue), &error);
                     drop(permits);
+                    // The listener wakes every claimer when its connection
+                    // is back; until then, retry at the fallback poll.
                     if !queue::wait(&self.wakeup, self.config.fallback_poll(), &self.shutdown).await
                     {
                         return;
@@ -111,7 +121,7 @@ impl Claimer {
             queue::queue_function("claim", &self.queue)
         );
         sqlx::query_as::<_, ClaimedStep>(&sql)
-            .bind(self.config.claim_visibility_timeout_s)
+            .bind(self.config.claim_lease_margin_s)
             .bind(qty as i32)
             .bind(&self.worker_id)
             .fetch_all(&self.pool)

@@ -23,6 +23,10 @@ pub struct Completion {
     pub queue: Arc<str>,
     pub msg_id: i64,
     pub step_uuid: uuid::Uuid,
+    /// The claim's attempt and token: the result is recorded only while
+    /// the token is still the step's (see `tasker.submit_*`).
+    pub attempt: i32,
+    pub claim_token: uuid::Uuid,
     pub outcome: Result<Value, HandlerError>,
     pub execution_time: Duration,
     pub worker_id: Arc<str>,
@@ -59,6 +63,7 @@ impl Dispatcher {
                     let started = Instant::now();
                     let msg_id = step.msg_id;
                     let step_uuid = step.workflow_step_uuid;
+                    let (attempt, claim_token) = (step.attempt, step.claim_token);
                     if !injected_delay.is_zero() {
                         // tokio's timer rounds up to whole milliseconds; a
                         // thread's sleep keeps sub-millisecond delays close to
@@ -72,6 +77,8 @@ impl Dispatcher {
                         queue,
                         msg_id,
                         step_uuid,
+                        attempt,
+                        claim_token,
                         outcome,
                         execution_time: started.elapsed(),
                         worker_id,

@@ -9,8 +9,11 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::dispatch::Completion;
+use super::HandlerError;
+use crate::database::{is_data_error, Outage};
 use crate::queue;
 
 pub(crate) struct Submitter {
@@ -23,6 +26,7 @@ impl Submitter {
     /// Runs until every sender is gone (the dispatcher and the handler runs
     /// it spawned), so results of handlers running at shutdown still land.
     pub async fn run(self, mut completions: mpsc::Receiver<Completion>) {
+        let mut outage = Outage::default();
         while let Some(first) = completions.recv().await {
             let mut batch = vec![first];
             while batch.len() < self.batch_size {
@@ -31,43 +35,96 @@ impl Submitter {
                     Err(_) => break,
                 }
             }
-            let mut by_queue: BTreeMap<Arc<str>, Vec<Value>> = BTreeMap::new();
+            let mut by_queue: BTreeMap<Arc<str>, Vec<Completion>> = BTreeMap::new();
             for completion in batch {
                 by_queue
                     .entry(completion.queue.clone())
                     .or_default()
-                    .push(result_json(&completion));
+                    .push(completion);
             }
-            for (queue, results) in by_queue {
-                self.submit(&queue, Value::Array(results)).await;
+            for (queue, completions) in by_queue {
+                self.submit(&queue, completions, &mut outage).await;
             }
         }
     }
 
-    /// Results must not be lost: a failed submission is retried until it
-    /// lands. (Until then the steps stay in_progress and their messages
-    /// stay in the queue.)
+    /// Results must not be lost: a submission that fails for the state of
+    /// the database is retried until it lands (meanwhile the steps stay
+    /// in_progress and their messages stay in the queue). One the database
+    /// refuses for its content (a result it cannot store) is split, and a
+    /// result that cannot be stored becomes a failure saying why, so one
+    /// bad result never blocks the others.
     #[tracing::instrument(name = "submit_results", level = "debug", skip_all, fields(%queue))]
-    async fn submit(&self, queue: &str, results: Value) {
+    async fn submit(&self, queue: &str, completions: Vec<Completion>, outage: &mut Outage) {
+        let mut pending = vec![completions];
         let mut delay = Duration::from_millis(50);
-        let sql = format!(
-            "SELECT * FROM {}($1)",
-            queue::queue_function("submit", queue)
-        );
-        loop {
-            let submitted = sqlx::query(&sql).bind(&results).execute(&self.pool).await;
-            match submitted {
-                Ok(_) => return,
+        while let Some(batch) = pending.pop() {
+            match self.send(queue, &batch).await {
+                Ok(refused) => {
+                    outage.recovered("submitting step results");
+                    log_refused(&batch, &refused);
+                }
+                Err(error) if is_data_error(&error) => {
+                    if batch.len() > 1 {
+                        pending.extend(batch.into_iter().map(|c| vec![c]));
+                    } else {
+                        let unstorable = unstorable(batch.into_iter().next(), &error);
+                        pending.extend(unstorable.map(|c| vec![c]));
+                    }
+                }
                 Err(error) if self.shutdown.is_cancelled() && delay > Duration::from_secs(5) => {
                     tracing::error!(%queue, %error, "giving up submitting results at shutdown");
                     return;
                 }
                 Err(error) => {
-                    tracing::warn!(%queue, %error, ?delay, "submitting step results failed; retrying");
+                    outage.failed("submitting step results", &error);
+                    pending.push(batch);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    /// One statement for the batch; returns the steps whose result was
+    /// refused (their claim was taken over).
+    async fn send(&self, queue: &str, batch: &[Completion]) -> Result<Vec<Uuid>, sqlx::Error> {
+        let sql = format!(
+            "SELECT workflow_step_uuid FROM {}($1) WHERE NOT accepted",
+            queue::queue_function("submit", queue)
+        );
+        let results = Value::Array(batch.iter().map(result_json).collect());
+        sqlx::query_scalar(&sql)
+            .bind(results)
+            .fetch_all(&self.pool)
+            .await
+    }
+}
+
+/// A result the database cannot store, replaced by a permanent failure
+/// that says why (None if it already was such a failure: nothing to send).
+fn unstorable(completion: Option<Completion>, error: &sqlx::Error) -> Option<Completion> {
+    let mut completion = completion?;
+    if matches!(&completion.outcome, Err(e) if e.error_type == "ResultNotStorable") {
+        tracing::error!(step = %completion.step_uuid, %error, "cannot store even the failure result");
+        return None;
+    }
+    tracing::warn!(step = %completion.step_uuid, %error, "the handler's result cannot be stored; failing the step");
+    completion.outcome = Err(HandlerError::permanent(
+        "ResultNotStorable",
+        format!("the handler's result could not be stored: {error}"),
+    ));
+    Some(completion)
+}
+
+/// A refused result is the fencing at work: this worker's claim lapsed
+/// (it was paused or cut off past its lease) and the step was claimed
+/// again or moved on. The newer attempt's outcome stands.
+fn log_refused(batch: &[Completion], refused: &[Uuid]) {
+    for step in refused {
+        if let Some(c) = batch.iter().find(|c| c.step_uuid == *step) {
+            tracing::warn!(step = %step, attempt = c.attempt, claim_token = %c.claim_token,
+                "result refused: this claim had lapsed and the step was claimed again or moved on");
         }
     }
 }
@@ -81,6 +138,7 @@ pub fn result_json(completion: &Completion) -> Value {
     json!({
         "step_uuid": completion.step_uuid,
         "msg_id": completion.msg_id,
+        "claim_token": completion.claim_token,
         "success": success,
         "result": result,
         "error": error,

@@ -4,6 +4,7 @@
 
 mod api;
 mod failures;
+mod leases;
 mod scenarios;
 mod state_machine;
 mod templates;
@@ -44,20 +45,32 @@ pub async fn start_with(
 /// created, but no orchestrator or worker running: the task stays where it
 /// is (its first step enqueued). Returns the database's URL too.
 pub async fn idle_linear_task() -> (String, sqlx::PgPool, uuid::Uuid) {
+    idle_task(
+        &scenario("linear_workflow"),
+        serde_json::json!({"even_number": 2}),
+    )
+    .await
+}
+
+/// As `idle_linear_task`, for any template and context.
+pub async fn idle_task(
+    template: &TaskTemplate,
+    context: serde_json::Value,
+) -> (String, sqlx::PgPool, uuid::Uuid) {
     use tasker_engine::orchestration::{create_task, register_templates};
     let database = test_database().await.unwrap();
     let pool = tasker_engine::database::connect(&database.url, &Default::default())
         .await
         .unwrap();
     tasker_engine::database::migrate(&pool).await.unwrap();
-    register_templates(&pool, &[scenario("linear_workflow")])
+    register_templates(&pool, std::slice::from_ref(template))
         .await
         .unwrap();
     let request = tasker_engine::TaskRequest::new(
-        "linear",
-        "linear_workflow",
-        "1.0.0",
-        serde_json::json!({"even_number": 2}),
+        &template.namespace_name,
+        &template.name,
+        &template.version,
+        context,
     );
     let task = create_task(&pool, &request).await.unwrap().task_uuid;
     (database.url, pool, task)
