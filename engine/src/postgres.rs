@@ -28,7 +28,7 @@
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -186,7 +186,19 @@ pub struct LocalCluster {
     bindir: PathBuf,
     port: u16,
     version: String,
+    options: ClusterOptions,
+    run_as: RunAs,
     state: Mutex<State>,
+}
+
+/// How [`LocalCluster::restart`] takes the server down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// SIGINT: sessions are ended and everything committed is flushed.
+    Fast,
+    /// SIGQUIT: a crash. The next start replays the WAL; transactions
+    /// committed asynchronously and not yet flushed are lost.
+    Immediate,
 }
 
 #[derive(Debug)]
@@ -238,6 +250,8 @@ impl LocalCluster {
             bindir,
             port: PORT,
             version,
+            options: opts.clone(),
+            run_as,
             state: Mutex::new(State {
                 server: Some(server),
                 removed: false,
@@ -300,6 +314,28 @@ impl LocalCluster {
     /// Process id of the postmaster, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.lock_state().server.as_ref().map(Child::id)
+    }
+
+    /// Takes the server down (`mode`), keeps it down for `down_for`, and
+    /// starts it again on the same data directory and socket, waiting
+    /// until it accepts connections. For fault tests: every client
+    /// connection is cut.
+    pub fn restart(&self, mode: StopMode, down_for: Duration) -> Result<(), PostgresError> {
+        let mut state = self.lock_state();
+        if let Some(mut child) = state.server.take() {
+            match mode {
+                StopMode::Fast => stop_server(child),
+                StopMode::Immediate => {
+                    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGQUIT);
+                    let _ = child.wait();
+                }
+            }
+        }
+        thread::sleep(down_for);
+        let server = spawn_postgres(&self.bindir, &self.dir, &self.options, self.run_as)?;
+        state.server = Some(wait_until_ready(&self.bindir, &self.dir, server)?);
+        tracing::info!(dir = %self.dir.display(), ?mode, "restarted local PostgreSQL");
+        Ok(())
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -597,7 +633,12 @@ fn spawn_postgres(
 ) -> Result<Child, PostgresError> {
     let program = bindir.join("postgres");
     let log_path = dir.join("postgres.log");
-    let log = File::create(&log_path).map_err(|e| PostgresError::io("creating", &log_path, e))?;
+    // Appended to: a restarted server keeps the log of its earlier runs.
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| PostgresError::io("opening", &log_path, e))?;
     let log_out = log
         .try_clone()
         .map_err(|e| PostgresError::io("duplicating handle of", &log_path, e))?;
@@ -1023,8 +1064,8 @@ mod tests {
             fs::create_dir_all(&bin).unwrap();
             if v != "16" {
                 // 16 has no binaries, so it must be skipped.
-                File::create(bin.join("initdb")).unwrap();
-                File::create(bin.join("postgres")).unwrap();
+                fs::File::create(bin.join("initdb")).unwrap();
+                fs::File::create(bin.join("postgres")).unwrap();
             }
         }
         assert_eq!(

@@ -32,10 +32,15 @@ impl EngineBuild {
     /// checkout's configuration and templates.
     pub fn this() -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the harness executable")?;
-        let bin_dir = exe
+        let mut bin_dir = exe
             .parent()
             .context("harness executable has no directory")?
             .to_path_buf();
+        // A test binary runs from target/<profile>/deps/; the engine's
+        // binaries are one level up.
+        if bin_dir.ends_with("deps") {
+            bin_dir.pop();
+        }
         Ok(Self {
             label: "this build".into(),
             bin_dir,

@@ -58,6 +58,45 @@ enum Command {
     /// hot-path pieces, compared with reports/baselines/instructions-<profile>.json;
     /// exit 1 when one grew beyond the tolerance.
     Instructions(InstructionsArgs),
+    /// The fault campaign: two orchestrators and two workers under load on
+    /// their own PostgreSQL while processes are killed, paused and
+    /// restarted, PostgreSQL restarted, sessions terminated and connection
+    /// slots exhausted; then every task is checked from the database.
+    /// Exit 1 if a task was lost or an attempt ran twice.
+    Chaos(ChaosArgs),
+}
+
+#[derive(Args)]
+struct ChaosArgs {
+    /// Tasks submitted, evenly over --duration.
+    #[arg(long, default_value_t = 1000)]
+    tasks: u64,
+    /// Seed of the tasks' shapes and faults and of the faults' sequence.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds of load and faults (the drain comes after).
+    #[arg(long, default_value_t = 600)]
+    duration: u64,
+    #[arg(long, default_value_t = 2)]
+    orchestrators: usize,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// timeout_seconds of every step; a claim's lease is this plus
+    /// --lease-margin.
+    #[arg(long, default_value_t = 3)]
+    step_timeout: u32,
+    #[arg(long, default_value_t = 2)]
+    lease_margin: i32,
+    #[arg(long, default_value_t = 6)]
+    max_attempts: u32,
+    /// Shortest and longest gap between faults, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    min_gap: f64,
+    #[arg(long, default_value_t = 5.0)]
+    max_gap: f64,
+    /// Fault kinds to inject (default: all).
+    #[arg(long = "fault", value_enum)]
+    faults: Vec<tasker_harness::chaos::faults::FaultKind>,
 }
 
 #[derive(Args)]
@@ -279,6 +318,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Flamegraph(args) => flamegraph(args),
         Command::Profile(args) => profile(reports, args).await,
         Command::Instructions(args) => instruction_counts(reports, &args),
+        Command::Chaos(args) => chaos(reports, &args).await,
         Command::Baseline(BaselineCommand::Save { name, run }) => {
             let source = resolve_run(reports, &run)?;
             let result = RunResult::load(&source)?;
@@ -292,6 +332,37 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn chaos(reports: &Path, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
+    use tasker_harness::chaos::{self, faults::FaultKind};
+    if args.min_gap <= 0.0 || args.max_gap < args.min_gap {
+        bail!("--min-gap must be positive and at most --max-gap");
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let plan = chaos::Plan {
+        tasks: args.tasks,
+        seed: args.seed,
+        duration: std::time::Duration::from_secs(args.duration),
+        orchestrators: args.orchestrators.max(1),
+        workers: args.workers.max(1),
+        step_timeout_s: args.step_timeout.max(1),
+        lease_margin_s: args.lease_margin.max(0),
+        max_attempts: args.max_attempts.max(1),
+        fault_gap_s: (args.min_gap, args.max_gap),
+        kinds: match args.faults.is_empty() {
+            true => FaultKind::ALL.to_vec(),
+            false => args.faults.clone(),
+        },
+        out_dir: reports.join("chaos").join(format!("{stamp}-seed{}", args.seed)),
+    };
+    let report = chaos::run(&plan).await?;
+    println!("{}", chaos::render(&report));
+    println!("result: {}", plan.out_dir.join("chaos.json").display());
+    Ok(match report.verdict.passed() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
 }
 
 /// Provision PostgreSQL and build the run plan.

@@ -3,6 +3,7 @@
 //! and per-step cost, keeps baselines, gates regressions, writes reports.
 
 pub mod build;
+pub mod chaos;
 pub mod compare;
 pub mod instructions;
 pub mod profile;

@@ -8,6 +8,7 @@
 //! file documents its steps' arithmetic at the top.
 
 mod arithmetic;
+pub mod chaos;
 mod conditional;
 
 use std::path::PathBuf;
@@ -33,8 +34,22 @@ pub fn template(name: &str) -> Option<TaskTemplate> {
     templates().ok()?.into_iter().find(|t| t.name == name)
 }
 
-/// Every handler the scenario templates name.
+/// Every handler the scenario templates name, and each of them again
+/// under the fault campaign's wrapper (`chaos.<callable>`, see [`chaos`]).
 pub fn registry() -> HandlerRegistry {
+    let mut registry = scenario_registry();
+    let callables: Vec<String> = registry.callables().map(str::to_string).collect();
+    for callable in callables {
+        let inner = registry.get(&callable).expect("just listed");
+        registry.register(
+            format!("{}{callable}", chaos::CALLABLE_PREFIX),
+            chaos::Chaos { inner },
+        );
+    }
+    registry
+}
+
+fn scenario_registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     for namespace in ["linear", "diamond", "complex_dag", "tree"] {
         registry.register(format!("{namespace}.square"), Square);

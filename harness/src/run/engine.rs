@@ -177,7 +177,7 @@ impl Side {
     }
 }
 
-fn engine_command(side: &Side, name: &str, url: &str) -> anyhow::Result<Command> {
+pub(crate) fn engine_command(side: &Side, name: &str, url: &str) -> anyhow::Result<Command> {
     let build = &side.build;
     let mut command = Command::new(build.binary(name)?);
     command
@@ -194,7 +194,7 @@ fn engine_command(side: &Side, name: &str, url: &str) -> anyhow::Result<Command>
 }
 
 /// Start a process and wait (up to 30 s) for the line saying it is ready.
-async fn spawn_until_ready(
+pub(crate) async fn spawn_until_ready(
     mut command: Command,
     ready: &str,
     label: &str,

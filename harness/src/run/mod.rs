@@ -5,7 +5,7 @@
 
 pub mod ab;
 mod costs;
-mod engine;
+pub(crate) mod engine;
 pub mod environment;
 mod latency;
 mod phases;
