@@ -354,7 +354,9 @@ async fn chaos(reports: &Path, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
             true => FaultKind::ALL.to_vec(),
             false => args.faults.clone(),
         },
-        out_dir: reports.join("chaos").join(format!("{stamp}-seed{}", args.seed)),
+        out_dir: reports
+            .join("chaos")
+            .join(format!("{stamp}-seed{}", args.seed)),
     };
     let report = chaos::run(&plan).await?;
     println!("{}", chaos::render(&report));

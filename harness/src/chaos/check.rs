@@ -86,12 +86,13 @@ pub async fn check(
     let outcomes = outcomes(pool).await?;
     for task in submitted {
         match outcomes.get(&task.task_uuid) {
-            None => verdict.lost.push(problem(task, "not in the database".into())),
+            None => verdict
+                .lost
+                .push(problem(task, "not in the database".into())),
             Some(outcome) => judge(&mut verdict, task, outcome),
         }
     }
-    let known: std::collections::HashSet<Uuid> =
-        submitted.iter().map(|t| t.task_uuid).collect();
+    let known: std::collections::HashSet<Uuid> = submitted.iter().map(|t| t.task_uuid).collect();
     verdict.unexpected_tasks = outcomes.keys().filter(|t| !known.contains(t)).count() as i64;
 
     let runs = read_runs(runs_dir)?;
@@ -157,17 +158,17 @@ fn judge(verdict: &mut Verdict, task: &Submitted, outcome: &Outcome) {
         .map(|(step, e)| (step.as_str(), e.as_str().unwrap_or("?")))
         .collect();
     match (&task.expect, outcome.state.as_str()) {
-        (Expect::Complete { sink, result }, "complete") => {
-            match outcome.results.get(sink) {
-                Some(got) if got == result => verdict.completed += 1,
-                got => verdict.lost.push(problem(
-                    task,
-                    format!("complete with {sink} = {got:?}, expected {result}"),
-                )),
-            }
-        }
+        (Expect::Complete { sink, result }, "complete") => match outcome.results.get(sink) {
+            Some(got) if got == result => verdict.completed += 1,
+            got => verdict.lost.push(problem(
+                task,
+                format!("complete with {sink} = {got:?}, expected {result}"),
+            )),
+        },
         (Expect::Error { step }, "error")
-            if errors.iter().any(|(s, e)| s == step && *e == "InjectedFatal") =>
+            if errors
+                .iter()
+                .any(|(s, e)| s == step && *e == "InjectedFatal") =>
         {
             verdict.failed_as_expected += 1
         }
@@ -191,8 +192,8 @@ fn read_runs(dir: &Path) -> anyhow::Result<BTreeMap<(Uuid, u32), usize>> {
     };
     for entry in entries {
         let path = entry?.path();
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         for line in text.lines() {
             let mut fields = line.split_whitespace();
             let parsed = (|| Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?)))();
@@ -221,17 +222,29 @@ pub fn render(verdict: &Verdict) -> String {
     let mut out = String::new();
     let rows = [
         ("tasks submitted", verdict.tasks.to_string()),
-        ("completed with the expected result", verdict.completed.to_string()),
+        (
+            "completed with the expected result",
+            verdict.completed.to_string(),
+        ),
         ("failed as expected", verdict.failed_as_expected.to_string()),
         (
             "in error: a step lost its worker on every attempt",
             verdict.exhausted_by_faults.to_string(),
         ),
         ("lost (unfinished or wrong)", verdict.lost.len().to_string()),
-        ("duplicated (an attempt run twice)", verdict.duplicated.len().to_string()),
-        ("tasks never submitted", verdict.unexpected_tasks.to_string()),
+        (
+            "duplicated (an attempt run twice)",
+            verdict.duplicated.len().to_string(),
+        ),
+        (
+            "tasks never submitted",
+            verdict.unexpected_tasks.to_string(),
+        ),
         ("handler runs", verdict.handler_runs.to_string()),
-        ("lapsed leases taken over", verdict.lapsed_leases.to_string()),
+        (
+            "lapsed leases taken over",
+            verdict.lapsed_leases.to_string(),
+        ),
         (
             "longest lease recovery (after the lease's end)",
             format!("{:.0} ms", verdict.longest_lease_recovery_ms),

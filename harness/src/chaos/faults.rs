@@ -93,7 +93,10 @@ pub async fn inject(
             let (of, pause) = if kind == FaultKind::PauseWorker {
                 (&workers, targets.lease + Duration::from_secs(1))
             } else {
-                (&orchestrators, Duration::from_millis(rng.random_range(1000..4000)))
+                (
+                    &orchestrators,
+                    Duration::from_millis(rng.random_range(1000..4000)),
+                )
             };
             let at = pick(rng, of);
             targets.fleet.signal(at, Signal::SIGSTOP);

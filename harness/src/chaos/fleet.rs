@@ -87,7 +87,9 @@ impl Fleet {
     pub async fn start(&mut self, at: usize) -> anyhow::Result<()> {
         let process = &self.processes[at];
         let label = process.label();
-        let log_path = self.logs.join(format!("{}.log", label.replace([' ', '#'], "")));
+        let log_path = self
+            .logs
+            .join(format!("{}.log", label.replace([' ', '#'], "")));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -100,7 +102,9 @@ impl Fleet {
         let mut command = engine_command(&self.side, program, &self.url)?;
         match process.role {
             Role::Orchestrator => command.args(["--bind", "127.0.0.1:0"]),
-            Role::Worker => command.args(["--worker-id", &format!("chaos-worker-{}", process.index)]),
+            Role::Worker => {
+                command.args(["--worker-id", &format!("chaos-worker-{}", process.index)])
+            }
         };
         command.env("RUST_LOG", "info").stderr(Stdio::from(log));
         let child = spawn_until_ready(command, ready, &label).await?;

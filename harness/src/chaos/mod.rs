@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::Connection;
+use sqlx::{Connection, PgPool};
 use tasker_engine::database::{self, PoolSettings};
 use tasker_engine::orchestration::register_templates;
 use tasker_engine::postgres::{ClusterOptions, LocalCluster};
@@ -83,54 +83,142 @@ pub struct Report {
     pub verdict: Verdict,
 }
 
-/// Runs the campaign on a throwaway local PostgreSQL and returns its report
-/// (also written to `<out_dir>/chaos.json`).
+/// The engine's processes on their own PostgreSQL, with the campaign's
+/// templates registered: what the campaign and the fault tests run on.
+pub struct Rig {
+    pub cluster: LocalCluster,
+    pub database: &'static str,
+    pub pool: PgPool,
+    pub client: TaskerClient,
+    pub fleet: Fleet,
+    pub shapes: Vec<Shape>,
+    pub runs_dir: PathBuf,
+    pub lease_margin_s: i32,
+    shutdown: CancellationToken,
+}
+
+/// How a rig is made.
+#[derive(Debug, Clone)]
+pub struct RigOptions {
+    pub out_dir: PathBuf,
+    pub orchestrators: usize,
+    pub workers: usize,
+    pub step_timeout_s: u32,
+    pub lease_margin_s: i32,
+    pub max_attempts: u32,
+}
+
+impl Rig {
+    /// A throwaway local PostgreSQL (max_connections 100, so exhausting
+    /// it is quick), a database, the campaign's templates under
+    /// `out_dir/templates`, run records under `out_dir/runs`, process logs
+    /// under `out_dir/logs`, and the processes started.
+    pub async fn start(options: &RigOptions) -> anyhow::Result<Self> {
+        let cluster = LocalCluster::start(&ClusterOptions {
+            fsync: false,
+            settings: vec![("max_connections".into(), "100".into())],
+        })
+        .context("starting a local PostgreSQL for the campaign")?;
+        let database = "chaos";
+        let mut admin = sqlx::PgConnection::connect(&cluster.admin_url()).await?;
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let url = cluster.url(database);
+
+        let shapes = templates::shapes(options.step_timeout_s, options.max_attempts)?;
+        let templates_dir = options.out_dir.join("templates");
+        let runs_dir = options.out_dir.join("runs");
+        templates::write(&shapes, &templates_dir)?;
+        std::fs::create_dir_all(&runs_dir)?;
+
+        let pool = database::connect(&url, &PoolSettings::default()).await?;
+        database::migrate(&pool).await?;
+        let all: Vec<_> = shapes.iter().map(|s| s.template.clone()).collect();
+        register_templates(&pool, &all).await?;
+
+        let env = vec![
+            ("TASKER__TEMPLATES__PATHS".into(), path_str(&templates_dir)),
+            (
+                tasker_scenarios::chaos::RUNS_DIR_ENV.into(),
+                path_str(&runs_dir),
+            ),
+            (
+                "TASKER__WORKER__CLAIM_LEASE_MARGIN_S".into(),
+                options.lease_margin_s.to_string(),
+            ),
+            (
+                "TASKER__ORCHESTRATION__STALENESS_INTERVAL_MS".into(),
+                "500".into(),
+            ),
+        ];
+        let mut fleet = Fleet::new(&url, env, &options.out_dir.join("logs"))?;
+        for _ in 0..options.orchestrators {
+            fleet.add(Role::Orchestrator).await?;
+        }
+        for _ in 0..options.workers {
+            fleet.add(Role::Worker).await?;
+        }
+        let shutdown = CancellationToken::new();
+        let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
+        Ok(Self {
+            cluster,
+            database,
+            pool,
+            client,
+            fleet,
+            shapes,
+            runs_dir,
+            lease_margin_s: options.lease_margin_s,
+            shutdown,
+        })
+    }
+
+    /// The shape of a scenario template by its scenario name (`linear_workflow`).
+    pub fn shape(&self, scenario: &str) -> &Shape {
+        let name = format!("chaos_{scenario}");
+        self.shapes
+            .iter()
+            .find(|s| s.template.name == name)
+            .unwrap_or_else(|| panic!("no campaign shape {name}"))
+    }
+
+    /// Waits until every task finished or `deadline` passed, then checks
+    /// them all.
+    pub async fn finish(
+        &self,
+        submitted: &[Submitted],
+        deadline: Duration,
+    ) -> anyhow::Result<Verdict> {
+        wait_for_all(&self.client, submitted, deadline).await;
+        check::check(&self.pool, submitted, &self.runs_dir, self.lease_margin_s).await
+    }
+
+    pub async fn stop(self) {
+        self.fleet.stop().await;
+        self.shutdown.cancel();
+        self.pool.close().await;
+    }
+}
+
+/// Runs the campaign and returns its report (also written to
+/// `<out_dir>/chaos.json`).
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
-    let cluster = LocalCluster::start(&ClusterOptions {
-        fsync: false,
-        settings: vec![("max_connections".into(), "100".into())],
+    let mut rig = Rig::start(&RigOptions {
+        out_dir: plan.out_dir.clone(),
+        orchestrators: plan.orchestrators,
+        workers: plan.workers,
+        step_timeout_s: plan.step_timeout_s,
+        lease_margin_s: plan.lease_margin_s,
+        max_attempts: plan.max_attempts,
     })
-    .context("starting a local PostgreSQL for the campaign")?;
-    let database = "chaos";
-    let mut admin = sqlx::PgConnection::connect(&cluster.admin_url()).await?;
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
-    let url = cluster.url(database);
-
-    let shapes = templates::shapes(plan.step_timeout_s, plan.max_attempts)?;
-    let templates_dir = plan.out_dir.join("templates");
-    let runs_dir = plan.out_dir.join("runs");
-    templates::write(&shapes, &templates_dir)?;
-    std::fs::create_dir_all(&runs_dir)?;
-
-    let pool = database::connect(&url, &PoolSettings::default()).await?;
-    database::migrate(&pool).await?;
-    let all: Vec<_> = shapes.iter().map(|s| s.template.clone()).collect();
-    register_templates(&pool, &all).await?;
-
-    let env = vec![
-        ("TASKER__TEMPLATES__PATHS".into(), path_str(&templates_dir)),
-        (tasker_scenarios::chaos::RUNS_DIR_ENV.into(), path_str(&runs_dir)),
-        ("TASKER__WORKER__CLAIM_LEASE_MARGIN_S".into(), plan.lease_margin_s.to_string()),
-        ("TASKER__ORCHESTRATION__STALENESS_INTERVAL_MS".into(), "500".into()),
-    ];
-    let mut fleet = Fleet::new(&url, env, &plan.out_dir.join("logs"))?;
-    for _ in 0..plan.orchestrators {
-        fleet.add(Role::Orchestrator).await?;
-    }
-    for _ in 0..plan.workers {
-        fleet.add(Role::Worker).await?;
-    }
-    let shutdown = CancellationToken::new();
-    let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
-
+    .await?;
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
     let load = tokio::spawn(submit_load(
-        client.clone(),
-        shapes.clone(),
+        rig.client.clone(),
+        rig.shapes.clone(),
         plan.tasks,
         plan.duration,
         ChaCha8Rng::seed_from_u64(plan.seed ^ 0x5eed),
@@ -138,9 +226,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
 
     let mut injected = Vec::new();
     let mut targets = Targets {
-        fleet: &mut fleet,
-        cluster: &cluster,
-        database,
+        fleet: &mut rig.fleet,
+        cluster: &rig.cluster,
+        database: rig.database,
         lease: plan.lease(),
     };
     loop {
@@ -163,14 +251,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     let submitted = load.await.context("the load generator panicked")??;
     let last_fault = Instant::now();
-    let deadline = plan.lease() * 2 + Duration::from_secs(120);
-    wait_for_all(&client, &submitted, deadline).await;
+    let verdict = rig
+        .finish(&submitted, plan.lease() * 2 + Duration::from_secs(120))
+        .await?;
     let drain = last_fault.elapsed();
-    fleet.stop().await;
-    shutdown.cancel();
+    rig.stop().await;
 
-    let verdict = check::check(&pool, &submitted, &runs_dir, plan.lease_margin_s).await?;
-    pool.close().await;
     let mut faults_by_kind = BTreeMap::new();
     for fault in &injected {
         *faults_by_kind.entry(fault.kind).or_insert(0) += 1;
@@ -210,29 +296,30 @@ async fn submit_load(
         tokio::time::sleep_until(started + duration.mul_f64(id as f64 / tasks as f64)).await;
         let shape = &shapes[rng.random_range(0..shapes.len())];
         let (chaos, expect) = random_faults(shape, &mut rng);
-        let template = &shape.template;
-        let request = TaskRequest::new(
-            &template.namespace_name,
-            &template.name,
-            &template.version,
-            templates::context(id, chaos),
-        );
-        let mut delay = Duration::from_millis(100);
-        let created = loop {
-            match client.create_task(&request).await {
-                Ok(created) => break created,
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-            }
-        };
-        submitted.push(Submitted {
-            task_uuid: created.task_uuid,
-            expect,
-        });
+        let request = shape.request(id, chaos);
+        submitted.push(submit(&client, &request, expect).await);
     }
     Ok(submitted)
+}
+
+/// Creates a task, retrying while the database does not answer (creating
+/// a task is idempotent: its identity includes its context).
+pub async fn submit(client: &TaskerClient, request: &TaskRequest, expect: Expect) -> Submitted {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match client.create_task(request).await {
+            Ok(created) => {
+                return Submitted {
+                    task_uuid: created.task_uuid,
+                    expect,
+                }
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 fn random_faults(shape: &Shape, rng: &mut impl Rng) -> (Value, Expect) {
@@ -251,13 +338,7 @@ fn random_faults(shape: &Shape, rng: &mut impl Rng) -> (Value, Expect) {
         if roll < 0.25 {
             chaos["fail"] = json!({ step(rng): rng.random_range(1..=2u64) });
         }
-        (
-            chaos,
-            Expect::Complete {
-                sink: shape.sink.clone(),
-                result: shape.expected.clone(),
-            },
-        )
+        (chaos, shape.completes())
     }
 }
 

@@ -7,8 +7,10 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use tasker_engine::TaskTemplate;
+use tasker_engine::{TaskRequest, TaskTemplate};
 use tasker_scenarios::chaos::CALLABLE_PREFIX;
+
+use super::check::Expect;
 
 pub const NAMESPACE: &str = "chaos";
 
@@ -22,6 +24,22 @@ pub struct Shape {
     /// The step no other step depends on: its result is the task's.
     pub sink: String,
     pub expected: Value,
+}
+
+impl Shape {
+    /// The `id`th task of this shape, with its faults in `chaos`.
+    pub fn request(&self, id: u64, chaos: Value) -> TaskRequest {
+        let t = &self.template;
+        TaskRequest::new(&t.namespace_name, &t.name, &t.version, context(id, chaos))
+    }
+
+    /// Complete, with the shape's result.
+    pub fn completes(&self) -> Expect {
+        Expect::Complete {
+            sink: self.sink.clone(),
+            result: self.expected.clone(),
+        }
+    }
 }
 
 /// The shapes, with every step's `timeout_seconds` and `max_attempts` set.
@@ -74,7 +92,7 @@ pub fn write(shapes: &[Shape], dir: &Path) -> anyhow::Result<()> {
 
 /// The context of the `id`th task: unique (a task's identity includes its
 /// context) and carrying its faults for the chaos handler.
-pub fn context(id: u64, chaos: Value) -> Value {
+fn context(id: u64, chaos: Value) -> Value {
     json!({"even_number": N, "chaos_task": id, "chaos": chaos})
 }
 
@@ -89,7 +107,12 @@ mod tests {
         let sinks: Vec<&str> = shapes.iter().map(|s| s.sink.as_str()).collect();
         assert_eq!(
             sinks,
-            ["linear_step_4", "diamond_end", "dag_finalize", "tree_final_convergence"]
+            [
+                "linear_step_4",
+                "diamond_end",
+                "dag_finalize",
+                "tree_final_convergence"
+            ]
         );
         for shape in &shapes {
             shape.template.validate("chaos").unwrap();
