@@ -29,6 +29,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/tasks", post(create_task))
         .route("/v1/tasks/{task_uuid}", get(get_task))
         .route("/v1/tasks/{task_uuid}/workflow_steps", get(list_steps))
+        .route("/v1/dlq", get(dead_letters))
+        .route("/v1/dlq/{task_uuid}/retry", post(retry_dead_letter))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -79,7 +81,9 @@ impl From<JsonRejection> for ApiError {
 impl From<ClientError> for ApiError {
     fn from(error: ClientError) -> Self {
         match error {
-            ClientError::TaskNotFound(_) => Self::NotFound(error.to_string()),
+            ClientError::TaskNotFound(_) | ClientError::NotDeadLettered(_) => {
+                Self::NotFound(error.to_string())
+            }
             ClientError::Orchestration(OrchestrationError::UnknownTemplate(_)) => {
                 Self::Unprocessable(error.to_string())
             }
@@ -109,6 +113,19 @@ async fn get_task(
 ) -> Result<Response, ApiError> {
     let task = parse_uuid(&task)?;
     Ok(Json(state.client.get_task(task).await?).into_response())
+}
+
+async fn dead_letters(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(Json(state.client.dead_letters().await?).into_response())
+}
+
+async fn retry_dead_letter(
+    State(state): State<ApiState>,
+    Path(task): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = parse_uuid(&task)?;
+    let task_state = state.client.retry_dead_letter(task).await?;
+    Ok(Json(json!({"task_uuid": task, "state": task_state})).into_response())
 }
 
 async fn list_steps(

@@ -31,6 +31,8 @@ pub enum ClientError {
         timeout: Duration,
         state: TaskState,
     },
+    #[error("task {0} is not in the dead letters (see `tasker-cli dlq list`)")]
+    NotDeadLettered(Uuid),
     #[error("the completion listener stopped")]
     ListenerGone,
     #[error(transparent)]
@@ -69,6 +71,19 @@ pub struct StepView {
     pub next_retry_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// A task the staleness detector moved to the dead letters.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub task_uuid: Uuid,
+    pub namespace: String,
+    pub name: String,
+    pub reason: String,
+    /// The task's state when it was dead-lettered, and its steps' states.
+    pub task_state: TaskState,
+    pub steps: Value,
+    pub created_at: DateTime<Utc>,
 }
 
 /// One recorded state change.
@@ -170,6 +185,41 @@ impl TaskerClient {
         .bind(step)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// The dead letters not yet retried, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, ClientError> {
+        Ok(sqlx::query_as::<_, DeadLetter>(
+            "SELECT d.task_uuid, ns.name AS namespace, nt.name, d.reason, d.task_state, d.steps,
+                    d.created_at
+               FROM tasker.dead_letters d
+               JOIN tasker.tasks t ON t.task_uuid = d.task_uuid
+               JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+               JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
+              WHERE d.retried_at IS NULL ORDER BY d.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Put a dead-lettered task back: its failed and dead-lettered steps
+    /// run again with a fresh budget of attempts. Returns the task's state
+    /// after it was evaluated.
+    pub async fn retry_dead_letter(&self, task: Uuid) -> Result<TaskState, ClientError> {
+        let retried: Result<(Uuid, TaskState, i32), sqlx::Error> =
+            sqlx::query_as("SELECT * FROM tasker.retry_dead_letter($1)")
+                .bind(task)
+                .fetch_one(&self.pool)
+                .await;
+        match retried {
+            Ok((_, state, _)) => Ok(state),
+            Err(error)
+                if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("TK003") =>
+            {
+                Err(ClientError::NotDeadLettered(task))
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     pub async fn task_state(&self, task: Uuid) -> Result<TaskState, ClientError> {

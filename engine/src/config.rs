@@ -64,6 +64,13 @@ pub struct OrchestrationConfig {
     /// How often the staleness detector looks for work nobody was told
     /// about (lapsed leases, orphaned retries) and stuck tasks; 0: off.
     pub staleness_interval_ms: u64,
+    /// A task with no transition (its own or a step's) for this long is
+    /// examined: missing messages are sent again, a claim whose message is
+    /// gone counts as a lapsed lease.
+    pub task_stale_after_s: u64,
+    /// A stale task whose steps wait for a worker that never claims them is
+    /// dead-lettered once idle this long (0: never).
+    pub dead_letter_after_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +133,8 @@ impl Default for OrchestrationConfig {
             analyze_min_changes: 500,
             vacuum_min_dead_rows: 1_000,
             staleness_interval_ms: 1_000,
+            task_stale_after_s: 300,
+            dead_letter_after_s: 3_600,
         }
     }
 }

@@ -96,7 +96,8 @@ impl TaskState {
             BlockedByFailures => {
                 matches!(to, Error | EvaluatingResults | ResolvedManually | Cancelled)
             }
-            Error => matches!(to, ResolvedManually),
+            // -> EvaluatingResults: a dead-lettered task put back.
+            Error => matches!(to, ResolvedManually | EvaluatingResults),
             Complete | Cancelled | ResolvedManually => false,
         }
     }
@@ -151,8 +152,11 @@ impl StepState {
             EnqueuedForOrchestration => matches!(to, Complete | Error),
             EnqueuedAsErrorForOrchestration => matches!(to, WaitingForRetry | Error),
             WaitingForRetry => matches!(to, Enqueued | Cancelled | ResolvedManually),
-            Error => matches!(to, ResolvedManually),
-            Complete | Cancelled | ResolvedManually => false,
+            // -> Pending: a dead-lettered task put back (its failed and
+            // dead-lettered steps run again).
+            Error => matches!(to, ResolvedManually | Pending),
+            Cancelled => matches!(to, Pending),
+            Complete | ResolvedManually => false,
         }
     }
 

@@ -25,6 +25,25 @@ enum Command {
     /// Tasks, through a tasker-server's REST API.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Dead letters: tasks the staleness detector gave up on.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List the dead-lettered tasks with the reason.
+    List {
+        #[arg(long, env = "TASKER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Put a dead-lettered task back: its failed and dead-lettered steps
+    /// run again with a fresh budget of attempts.
+    Retry {
+        #[arg(long, env = "TASKER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        task_uuid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +88,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Template(TemplateCommand::Validate { files }) => validate(&files),
         Command::Task(command) => task(command).await,
+        Command::Dlq(command) => dlq(command).await,
     };
     match result {
         Ok(code) => code,
@@ -143,6 +163,21 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
             print_response(response).await
         }
     }
+}
+
+async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::new();
+    let (url, request) = match &command {
+        DlqCommand::List { url } => (url, http.get(format!("{url}/v1/dlq"))),
+        DlqCommand::Retry { url, task_uuid } => {
+            (url, http.post(format!("{url}/v1/dlq/{task_uuid}/retry")))
+        }
+    };
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+    print_response(response).await
 }
 
 /// Print a successful body as pretty JSON; fail with the API's message.

@@ -1,5 +1,5 @@
 //! The staleness detector: finds work that is due but that nobody was told
-//! about, and wakes its consumers.
+//! about, and tasks that stopped moving.
 //!
 //! Notifications make the hot path event driven, but some work becomes due
 //! without one: a claim's lease lapses when its worker died (its message is
@@ -9,18 +9,52 @@
 //! orchestrator notifies each queue that holds a visible message, so a
 //! lapsed lease is re-claimed within the interval rather than at the
 //! consumers' slow fallback poll.
+//!
+//! The same pass examines tasks with no progress for `task_stale_after_s`
+//! (`tasker.repair_task`): a message one of their steps should have but has
+//! not is sent again, a claim whose message is gone counts as a lapsed
+//! lease, and a task whose steps wait for a worker that never claims them
+//! is dead-lettered once idle for `dead_letter_after_s`.
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::config::OrchestrationConfig;
 use crate::database::Outage;
 
-/// One pass: the queues whose consumers were woken.
-pub async fn run_once(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT * FROM tasker.notify_visible_work()")
+/// Stale tasks examined in one pass, at most.
+const STALE_TASKS_PER_PASS: i32 = 100;
+
+/// What one pass found and did to one task.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Repair {
+    pub task_uuid: Uuid,
+    /// resent, reclaimed, failed, evaluate, waiting or dead_letter.
+    pub action: String,
+    pub detail: String,
+}
+
+/// One pass: the queues whose consumers were woken, and what was done to
+/// stale tasks.
+pub async fn run_once(
+    pool: &PgPool,
+    config: &OrchestrationConfig,
+) -> Result<(Vec<String>, Vec<Repair>), sqlx::Error> {
+    let woken = sqlx::query_scalar("SELECT * FROM tasker.notify_visible_work()")
         .fetch_all(pool)
-        .await
+        .await?;
+    let repairs = sqlx::query_as(
+        "SELECT t AS task_uuid, r.action, r.detail
+           FROM tasker.stale_tasks(make_interval(secs => $1), $3) t,
+                LATERAL tasker.repair_task(t, make_interval(secs => $2)) r",
+    )
+    .bind(config.task_stale_after_s as f64)
+    .bind(config.dead_letter_after_s as f64)
+    .bind(STALE_TASKS_PER_PASS)
+    .fetch_all(pool)
+    .await?;
+    Ok((woken, repairs))
 }
 
 /// Run a pass every `staleness_interval_ms` until shutdown.
@@ -32,11 +66,18 @@ pub(crate) async fn run(pool: PgPool, config: OrchestrationConfig, shutdown: Can
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match run_once(&pool).await {
-            Ok(woken) => {
+        match run_once(&pool, &config).await {
+            Ok((_, repairs)) => {
                 outage.recovered("the staleness detector");
-                if !woken.is_empty() {
-                    tracing::trace!(?woken, "woke consumers of visible work");
+                for r in repairs {
+                    match r.action.as_str() {
+                        "dead_letter" => tracing::warn!(task = %r.task_uuid, reason = %r.detail,
+                            "stale task moved to the dead letters"),
+                        "waiting" => tracing::debug!(task = %r.task_uuid, detail = %r.detail,
+                            "stale task waits for a worker"),
+                        action => tracing::warn!(task = %r.task_uuid, action, detail = %r.detail,
+                            "stale task repaired"),
+                    }
                 }
             }
             Err(error) => outage.failed("the staleness detector", &error),

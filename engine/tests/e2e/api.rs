@@ -9,7 +9,7 @@ use tower::ServiceExt;
 
 use crate::{scenario, start, TASK_TIMEOUT};
 
-async fn call(
+pub(crate) async fn call(
     router: &axum::Router,
     method: &str,
     uri: &str,

@@ -6,6 +6,7 @@ mod api;
 mod failures;
 mod leases;
 mod scenarios;
+mod staleness;
 mod state_machine;
 mod templates;
 

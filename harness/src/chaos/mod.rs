@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::build::EngineBuild;
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -138,7 +139,13 @@ impl Rig {
         let all: Vec<_> = shapes.iter().map(|s| s.template.clone()).collect();
         register_templates(&pool, &all).await?;
 
+        // The processes read a copy of the configuration taken now: a
+        // process restarted an hour into a campaign must not pick up a
+        // config file edited meanwhile.
+        let config_dir = options.out_dir.join("config");
+        copy_config(&EngineBuild::this()?.config_dir(), &config_dir)?;
         let env = vec![
+            ("TASKER_CONFIG_DIR".into(), path_str(&config_dir)),
             ("TASKER__TEMPLATES__PATHS".into(), path_str(&templates_dir)),
             (
                 tasker_scenarios::chaos::RUNS_DIR_ENV.into(),
@@ -272,6 +279,25 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(report)
+}
+
+/// `tasker.toml` and `environments/*.toml` of `from`, copied to `to`.
+fn copy_config(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for dir in ["", "environments"] {
+        let (source, target) = (from.join(dir), to.join(dir));
+        std::fs::create_dir_all(&target)?;
+        let Ok(entries) = std::fs::read_dir(&source) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                std::fs::copy(&path, target.join(entry.file_name()))
+                    .with_context(|| format!("copying {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn path_str(path: &Path) -> String {
