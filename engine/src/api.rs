@@ -7,8 +7,9 @@
 use std::sync::OnceLock;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,23 +18,79 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::client::{ClientError, TaskerClient};
+use crate::config::ApiConfig;
 use crate::orchestration::{OrchestrationError, TaskRequest};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub client: TaskerClient,
+    pub config: ApiConfig,
+}
+
+impl ApiState {
+    /// The API with the default settings (no API key, 1 MiB bodies).
+    pub fn new(client: TaskerClient) -> Self {
+        Self::with_config(client, ApiConfig::default())
+    }
+
+    pub fn with_config(client: TaskerClient, config: ApiConfig) -> Self {
+        Self { client, config }
+    }
 }
 
 pub fn app(state: ApiState) -> Router {
-    Router::new()
+    let v1 = Router::new()
         .route("/v1/tasks", post(create_task))
         .route("/v1/tasks/{task_uuid}", get(get_task))
         .route("/v1/tasks/{task_uuid}/workflow_steps", get(list_steps))
         .route("/v1/dlq", get(dead_letters))
         .route("/v1/dlq/{task_uuid}/retry", post(retry_dead_letter))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .merge(v1)
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .with_state(state)
+}
+
+/// With `api.api_key` set, a /v1 request must carry the key.
+async fn require_api_key(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(expected) = &state.config.api_key else {
+        return Ok(next.run(request).await);
+    };
+    let headers = request.headers();
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    match given {
+        Some(key) if constant_time_eq(key.as_bytes(), expected.as_bytes()) => {
+            Ok(next.run(request).await)
+        }
+        Some(_) => Err(ApiError::Unauthorized("the API key is not valid".into())),
+        None => Err(ApiError::Unauthorized(
+            "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+                .into(),
+        )),
+    }
+}
+
+/// Equal, in a time that does not depend on where the keys differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// JSON body extractor whose rejections use the API's error body.
@@ -44,17 +101,27 @@ pub struct ApiJson<T>(pub T);
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(String),
+    Unauthorized(String),
     NotFound(String),
-    Unprocessable(String),
+    /// A rejected body: its own status (413 too large, 415 not JSON, ...).
+    Rejected(StatusCode, String),
+    /// Understood but refused; `problems` name each field.
+    Unprocessable(String, Vec<String>),
     Internal(String),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut problems = Vec::new();
         let (status, code, message) = match self {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
-            Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m),
+            Self::Rejected(status, m) => (status, "rejected", m),
+            Self::Unprocessable(m, p) => {
+                problems = p;
+                (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m)
+            }
             Self::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
                 (
@@ -64,17 +131,24 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response()
+        let mut error = json!({"code": code, "message": message});
+        if !problems.is_empty() {
+            error["problems"] = json!(problems);
+        }
+        (status, Json(json!({ "error": error }))).into_response()
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::BadRequest(rejection.body_text())
+        match rejection.status() {
+            // Not JSON, or JSON of the wrong shape: the message names the
+            // field and where it is.
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                Self::BadRequest(rejection.body_text())
+            }
+            status => Self::Rejected(status, rejection.body_text()),
+        }
     }
 }
 
@@ -85,8 +159,12 @@ impl From<ClientError> for ApiError {
                 Self::NotFound(error.to_string())
             }
             ClientError::Orchestration(OrchestrationError::UnknownTemplate(_)) => {
-                Self::Unprocessable(error.to_string())
+                Self::Unprocessable(error.to_string(), Vec::new())
             }
+            ClientError::Orchestration(OrchestrationError::InvalidRequest {
+                template,
+                problems,
+            }) => Self::Unprocessable(format!("invalid task request for {template}"), problems),
             other => Self::Internal(other.to_string()),
         }
     }

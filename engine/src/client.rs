@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::orchestration::input::Schemas;
 use crate::orchestration::{self, OrchestrationError, TaskCreated, TaskRequest};
 use crate::queue::{Listener, Received, TASK_FINALIZED_CHANNEL};
 use crate::state::{StepState, TaskState};
@@ -102,6 +103,7 @@ type Waiters = Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<TaskState>>>>>;
 pub struct TaskerClient {
     pool: PgPool,
     waiters: Waiters,
+    schemas: Arc<Schemas>,
 }
 
 impl TaskerClient {
@@ -112,6 +114,7 @@ impl TaskerClient {
         let client = Self {
             pool,
             waiters: waiters.clone(),
+            schemas: Arc::default(),
         };
         let forwarder = client.clone();
         spawn_named("task-completion-listener", async move {
@@ -124,7 +127,10 @@ impl TaskerClient {
         &self.pool
     }
 
+    /// Create a task, after checking the request (no NUL characters; the
+    /// context against the template's input_schema).
     pub async fn create_task(&self, request: &TaskRequest) -> Result<TaskCreated, ClientError> {
+        self.schemas.check(&self.pool, request).await?;
         Ok(orchestration::create_task(&self.pool, request).await?)
     }
 

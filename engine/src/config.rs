@@ -105,6 +105,12 @@ pub struct WorkerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub bind: String,
+    /// Largest request body accepted; a larger one gets 413.
+    pub body_limit_bytes: usize,
+    /// When set, every /v1 request must carry it (`Authorization: Bearer
+    /// <key>` or `X-API-Key: <key>`), or gets 401. /health and /metrics
+    /// stay open.
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +166,8 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".to_string(),
+            body_limit_bytes: 1 << 20,
+            api_key: None,
         }
     }
 }

@@ -97,6 +97,10 @@ pub struct TaskTemplate {
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A JSON Schema the task context must satisfy; a context that fails it
+    /// is refused when the task is requested (HTTP 422 naming the path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
     #[serde(default)]
     pub steps: Vec<StepTemplate>,
 }
@@ -368,6 +372,11 @@ impl TaskTemplate {
         }
         if self.steps.is_empty() {
             problems.push("steps: at least one step is required".to_string());
+        }
+        if let Some(schema) = &self.input_schema {
+            if let Err(error) = jsonschema::validator_for(schema) {
+                problems.push(format!("input_schema: not a valid JSON Schema: {error}"));
+            }
         }
     }
 

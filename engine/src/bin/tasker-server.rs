@@ -62,7 +62,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "tasker-server listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app(ApiState { client }))
+    let api = ApiState::with_config(client, config.api.clone());
+    axum::serve(listener, app(api))
         .with_graceful_shutdown(service::shutdown_signal())
         .await
         .context("serving the API")?;

@@ -9,6 +9,7 @@
 //! against one database: pgmq hands each message to one reader, and a
 //! task's results are evaluated under its row lock.
 
+pub mod input;
 pub mod maintenance;
 mod results;
 pub mod staleness;
@@ -29,6 +30,13 @@ pub use templates::register_templates;
 pub enum OrchestrationError {
     #[error("unknown task template {0} (is it in a templates directory the server loaded?)")]
     UnknownTemplate(String),
+    /// The request cannot become a task: each problem names the field (a
+    /// path into the context for an input_schema violation).
+    #[error("invalid task request for {template}: {}", problems.join("; "))]
+    InvalidRequest {
+        template: String,
+        problems: Vec<String>,
+    },
     #[error("cannot listen for step results: {0}")]
     Listen(sqlx::Error),
     #[error(transparent)]

@@ -98,6 +98,12 @@ pub async fn create_task(
                 "{}/{}@{}",
                 request.namespace, request.name, request.version
             )),
+            // What the database refused for its content (e.g. a NUL that
+            // a caller of this function did not check for).
+            _ if crate::database::is_data_error(&error) => OrchestrationError::InvalidRequest {
+                template: format!("{}/{}@{}", request.namespace, request.name, request.version),
+                problems: vec![format!("the database cannot store this request: {error}")],
+            },
             _ => OrchestrationError::Sql(error),
         },
     )

@@ -34,9 +34,7 @@ pub(crate) async fn call(
 #[tokio::test]
 async fn create_then_read_a_task_and_its_steps() {
     let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
-    let router = app(ApiState {
-        client: engine.client.clone(),
-    });
+    let router = app(ApiState::new(engine.client.clone()));
     let request = json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": {"even_number": 3}});
     let (status, created) = call(&router, "POST", "/v1/tasks", Some(request.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -79,9 +77,7 @@ async fn create_then_read_a_task_and_its_steps() {
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
-    let router = app(ApiState {
-        client: engine.client.clone(),
-    });
+    let router = app(ApiState::new(engine.client.clone()));
 
     let (status, body) = call(&router, "GET", "/v1/tasks/not-a-uuid", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -143,9 +139,7 @@ async fn bad_requests_get_clear_errors() {
 #[tokio::test]
 async fn health_and_metrics_answer() {
     let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
-    let router = app(ApiState {
-        client: engine.client.clone(),
-    });
+    let router = app(ApiState::new(engine.client.clone()));
     let (status, body) = call(&router, "GET", "/health", None).await;
     assert_eq!(
         (status, body["status"].as_str()),
@@ -157,6 +151,133 @@ async fn health_and_metrics_answer() {
     assert!(
         text.contains("tasker_queue_depth{queue=\"worker_linear_queue\"}"),
         "{text}"
+    );
+    engine.shutdown().await;
+}
+
+/// A raw request: body bytes and headers as given.
+async fn raw(
+    router: &axum::Router,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method("POST").uri("/v1/tasks");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn malformed_input_gets_a_4xx_naming_the_field_and_stores_nothing() {
+    let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
+    let mut config = tasker_engine::config::ApiConfig::default();
+    config.body_limit_bytes = 4096;
+    let router = app(ApiState::with_config(engine.client.clone(), config));
+    let task = |context: Value| json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": context});
+    let json_header = [("content-type", "application/json")];
+    // (what, body, headers, status, text the error must contain)
+    let cases: Vec<(&str, Vec<u8>, &[(&str, &str)], StatusCode, &str)> = vec![
+        ("NUL in a context string", task(json!({"even_number": 2, "note": "a\u{0}b"})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "context.note contains a NUL"),
+        ("NUL in a context key", task(json!({"even_number": 2, "k\u{0}": 1})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "a key of context"),
+        ("NUL in the idempotency key", json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": {"even_number": 2}, "idempotency_key": "\u{0}"}).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key contains a NUL"),
+        ("even_number not a number", task(json!({"even_number": "x"})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "context.even_number"),
+        ("even_number missing", task(json!({})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "even_number"),
+        ("even_number negative", task(json!({"even_number": -4})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "context.even_number"),
+        ("context not an object", task(json!([1, 2])).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "context"),
+        ("not JSON", b"{not json".to_vec(), &json_header, StatusCode::BAD_REQUEST, "line 1"),
+        ("unknown field", json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "colour": "red"}).to_string().into_bytes(), &json_header, StatusCode::BAD_REQUEST, "colour"),
+        ("priority not an integer", json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "priority": "high"}).to_string().into_bytes(), &json_header, StatusCode::BAD_REQUEST, "priority"),
+        ("correlation_id not a uuid", json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "correlation_id": "x"}).to_string().into_bytes(), &json_header, StatusCode::BAD_REQUEST, "correlation_id"),
+        ("no content type", task(json!({"even_number": 2})).to_string().into_bytes(), &[], StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+        ("body over the limit", task(json!({"even_number": 2, "pad": "x".repeat(5000)})).to_string().into_bytes(), &json_header, StatusCode::PAYLOAD_TOO_LARGE, "limit"),
+        ("empty body", Vec::new(), &json_header, StatusCode::BAD_REQUEST, "EOF"),
+        ("invalid UTF-8", b"{\"namespace\": \"\xff\"}".to_vec(), &json_header, StatusCode::BAD_REQUEST, ""),
+    ];
+    for (what, body, headers, expected, mentions) in cases {
+        let (status, answer) = raw(&router, body, headers).await;
+        eprintln!("bad input: {what:<28} -> {status}");
+        assert_eq!(status, expected, "{what}: {answer}");
+        let error = &answer["error"];
+        let text = format!("{} {}", error["message"], error["problems"]);
+        assert!(text.contains(mentions), "{what}: {answer}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks")
+        .fetch_one(&engine.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "a refused request stores nothing");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_api_key_when_configured_is_required_on_v1_only() {
+    let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
+    let missing = uuid::Uuid::new_v4();
+    let uri = format!("/v1/tasks/{missing}");
+    // Off by default: no key needed.
+    let open = app(ApiState::new(engine.client.clone()));
+    assert_eq!(
+        call(&open, "GET", &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let mut config = tasker_engine::config::ApiConfig::default();
+    config.api_key = Some("s3cret".into());
+    let router = app(ApiState::with_config(engine.client.clone(), config));
+    let get = |headers: Vec<(&'static str, &'static str)>| {
+        let router = router.clone();
+        let uri = uri.clone();
+        async move {
+            let mut request = Request::builder().uri(&uri);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            response.status()
+        }
+    };
+    assert_eq!(get(vec![]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(vec![("x-api-key", "wrong")]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(vec![("authorization", "Bearer wrong")]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(vec![("x-api-key", "s3cret")]).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(vec![("authorization", "Bearer s3cret")]).await,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = call(&router, "GET", &uri, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("X-API-Key"));
+    assert_eq!(
+        call(&router, "GET", "/health", None).await.0,
+        StatusCode::OK
     );
     engine.shutdown().await;
 }

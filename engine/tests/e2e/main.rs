@@ -4,6 +4,7 @@
 
 mod api;
 mod failures;
+mod fuzz;
 mod leases;
 mod scenarios;
 mod staleness;

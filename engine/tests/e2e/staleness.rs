@@ -107,9 +107,7 @@ async fn a_task_no_worker_claims_is_dead_lettered_and_can_be_put_back() {
         .unwrap();
     assert_eq!(state, TaskState::Error);
 
-    let router = app(ApiState {
-        client: client.clone(),
-    });
+    let router = app(ApiState::new(client.clone()));
     let (status, listed) = call(&router, "GET", "/v1/dlq", None).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     let entries = listed.as_array().unwrap();

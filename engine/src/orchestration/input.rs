@@ -1,0 +1,172 @@
+//! Checking a task request before it reaches the database, so bad input
+//! is refused with an error naming the field instead of failing inside a
+//! statement (or, worse, being accepted and failing a handler later):
+//!
+//! - no string anywhere in the request may hold a NUL character, which
+//!   PostgreSQL's text and jsonb cannot store;
+//! - the context must satisfy the template's `input_schema` (JSON Schema),
+//!   when the template declares one.
+//!
+//! Compiled schemas are cached per template key for the life of the
+//! [`Schemas`] (one per client).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+use super::{OrchestrationError, TaskRequest};
+
+/// Problems of the request's own fields, each naming its path.
+pub fn check_request(request: &TaskRequest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let strings = [
+        ("namespace", Some(&request.namespace)),
+        ("name", Some(&request.name)),
+        ("version", Some(&request.version)),
+        ("idempotency_key", request.idempotency_key.as_ref()),
+        ("initiator", request.initiator.as_ref()),
+        ("source_system", request.source_system.as_ref()),
+        ("reason", request.reason.as_ref()),
+    ];
+    for (field, value) in strings {
+        if value.is_some_and(|v| v.contains('\0')) {
+            problems.push(nul_problem(field));
+        }
+    }
+    find_nul(&request.context, "context", &mut problems);
+    find_nul(&request.tags, "tags", &mut problems);
+    problems
+}
+
+fn nul_problem(path: &str) -> String {
+    format!("{path} contains a NUL character (\\u0000), which PostgreSQL cannot store")
+}
+
+fn find_nul(value: &Value, path: &str, problems: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.contains('\0') => problems.push(nul_problem(path)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                find_nul(item, &format!("{path}[{i}]"), problems);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let child = format!("{path}.{key}");
+                if key.contains('\0') {
+                    problems.push(format!("a key of {path}: {}", nul_problem(key)));
+                }
+                find_nul(item, &child, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+type Key = (String, String, String);
+
+/// Compiled input schemas by template, loaded from the database on first
+/// use (`None`: the template declares none).
+#[derive(Default)]
+pub struct Schemas {
+    cache: Mutex<HashMap<Key, Option<Arc<jsonschema::Validator>>>>,
+}
+
+impl Schemas {
+    /// Refuses the request if its fields hold what the database cannot
+    /// store, or its context fails the template's input schema.
+    pub async fn check(
+        &self,
+        pool: &PgPool,
+        request: &TaskRequest,
+    ) -> Result<(), OrchestrationError> {
+        let template = format!("{}/{}@{}", request.namespace, request.name, request.version);
+        let mut problems = check_request(request);
+        if problems.is_empty() {
+            if let Some(validator) = self.validator(pool, request).await? {
+                problems.extend(validator.iter_errors(&request.context).map(|e| {
+                    let at = e.instance_path().to_string();
+                    let at = if at.is_empty() {
+                        String::new()
+                    } else {
+                        at.replace('/', ".")
+                    };
+                    format!("context{at}: {e}")
+                }));
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(OrchestrationError::InvalidRequest { template, problems }),
+        }
+    }
+
+    async fn validator(
+        &self,
+        pool: &PgPool,
+        request: &TaskRequest,
+    ) -> Result<Option<Arc<jsonschema::Validator>>, OrchestrationError> {
+        let key = (
+            request.namespace.clone(),
+            request.name.clone(),
+            request.version.clone(),
+        );
+        if let Some(cached) = self.cache.lock().expect("schema cache").get(&key) {
+            return Ok(cached.clone());
+        }
+        let row: Option<(Option<Value>,)> = sqlx::query_as(
+            "SELECT nt.template->'input_schema' FROM tasker.named_tasks nt
+               JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
+              WHERE ns.name = $1 AND nt.name = $2 AND nt.version = $3",
+        )
+        .bind(&key.0)
+        .bind(&key.1)
+        .bind(&key.2)
+        .fetch_optional(pool)
+        .await?;
+        let Some((schema,)) = row else {
+            return Err(OrchestrationError::UnknownTemplate(format!(
+                "{}/{}@{}",
+                key.0, key.1, key.2
+            )));
+        };
+        // Templates are validated when loaded, so a stored schema compiles;
+        // one that does not (written by other means) checks nothing.
+        let validator = schema
+            .filter(|s| !s.is_null())
+            .and_then(|s| jsonschema::validator_for(&s).ok())
+            .map(Arc::new);
+        self.cache
+            .lock()
+            .expect("schema cache")
+            .insert(key, validator.clone());
+        Ok(validator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nul_characters_are_found_with_their_path() {
+        let mut request =
+            TaskRequest::new("ns", "name", "1", json!({"a": {"b": ["ok", "x\u{0}y"]}}));
+        request.tags = json!({"k\u{0}": 1});
+        request.reason = Some("\u{0}".into());
+        let problems = check_request(&request);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("reason contains a NUL"));
+        assert!(problems[1].starts_with("context.a.b[1] contains a NUL"));
+        assert!(problems[2].starts_with("a key of tags"));
+    }
+
+    #[test]
+    fn a_clean_request_has_no_problems() {
+        let request = TaskRequest::new("ns", "name", "1", json!({"even_number": 2, "s": "text"}));
+        assert!(check_request(&request).is_empty());
+    }
+}
