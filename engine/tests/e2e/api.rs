@@ -183,13 +183,16 @@ async fn raw(
 #[tokio::test]
 async fn malformed_input_gets_a_4xx_naming_the_field_and_stores_nothing() {
     let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
-    let mut config = tasker_engine::config::ApiConfig::default();
-    config.body_limit_bytes = 4096;
+    let config = tasker_engine::config::ApiConfig {
+        body_limit_bytes: 4096,
+        ..Default::default()
+    };
     let router = app(ApiState::with_config(engine.client.clone(), config));
     let task = |context: Value| json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": context});
     let json_header = [("content-type", "application/json")];
     // (what, body, headers, status, text the error must contain)
-    let cases: Vec<(&str, Vec<u8>, &[(&str, &str)], StatusCode, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         ("NUL in a context string", task(json!({"even_number": 2, "note": "a\u{0}b"})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "context.note contains a NUL"),
         ("NUL in a context key", task(json!({"even_number": 2, "k\u{0}": 1})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "a key of context"),
         ("NUL in the idempotency key", json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": {"even_number": 2}, "idempotency_key": "\u{0}"}).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key contains a NUL"),
@@ -234,8 +237,10 @@ async fn an_api_key_when_configured_is_required_on_v1_only() {
         StatusCode::NOT_FOUND
     );
 
-    let mut config = tasker_engine::config::ApiConfig::default();
-    config.api_key = Some("s3cret".into());
+    let config = tasker_engine::config::ApiConfig {
+        api_key: Some("s3cret".into()),
+        ..Default::default()
+    };
     let router = app(ApiState::with_config(engine.client.clone(), config));
     let get = |headers: Vec<(&'static str, &'static str)>| {
         let router = router.clone();

@@ -19,7 +19,7 @@ use crate::build::EngineBuild;
 use crate::scenario::Topology;
 
 pub enum EngineUnderTest {
-    Embedded(Embedded),
+    Embedded(Box<Embedded>),
     Cluster(Cluster),
 }
 
@@ -47,7 +47,7 @@ impl EngineUnderTest {
                 )
                 .await
                 .context("starting the embedded engine")?;
-                Ok(Self::Embedded(embedded))
+                Ok(Self::Embedded(Box::new(embedded)))
             }
             Topology::Cluster {
                 orchestrators,
