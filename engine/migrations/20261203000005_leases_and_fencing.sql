@@ -49,12 +49,13 @@ $$;
 
 -- The lease of a claim of p_step lapsed without a result: its worker died
 -- or stalled. Count the interrupted attempt; then either put the step back
--- to enqueued for p_worker to claim as a new attempt (returns true), or,
--- with no attempts left, fail it with the reason and tell orchestration
--- (returns false; the caller deletes the message). A lost worker re-runs a
--- step whatever its `retryable`: delivery is at least once, bounded by
--- max_attempts.
-CREATE FUNCTION tasker.expire_claim(p_step uuid) RETURNS boolean
+-- to enqueued to be claimed as a new attempt (returns 'reclaim'), or, with
+-- no attempts left, fail it with the reason and tell orchestration
+-- ('failed'; the caller deletes the message). NULL: the step was no longer
+-- in progress (its result landed meanwhile), nothing done. A lost worker
+-- re-runs a step whatever its `retryable`: delivery is at least once,
+-- bounded by max_attempts.
+CREATE FUNCTION tasker.expire_claim(p_step uuid) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     s record;
@@ -67,6 +68,11 @@ BEGIN
     SELECT t.metadata->>'worker' INTO v_worker FROM tasker.workflow_step_transitions t
      WHERE t.workflow_step_uuid = p_step AND t.most_recent;
     v_retry := s.attempts < s.max_attempts;
+    IF NOT tasker.try_transition_step(p_step, 'in_progress',
+            CASE WHEN v_retry THEN 'enqueued' ELSE 'enqueued_as_error_for_orchestration' END::tasker.step_state,
+            jsonb_build_object('reason', 'claim_expired', 'attempt', s.attempts, 'worker', v_worker)) THEN
+        RETURN NULL;
+    END IF;
     v_error := jsonb_build_object(
         'error_type', 'ClaimExpired',
         'message', format('attempt %s: no result from worker %s within its lease (timeout_seconds %s plus the margin); the worker died or stalled',
@@ -79,22 +85,18 @@ BEGIN
             v_worker, 'ClaimExpired', v_error->>'message', v_retry)
     ON CONFLICT DO NOTHING;
     IF v_retry THEN
-        PERFORM tasker.transition_step(p_step, 'in_progress', 'enqueued',
-            jsonb_build_object('reason', 'claim_expired', 'attempt', s.attempts, 'worker', v_worker));
         UPDATE tasker.workflow_steps SET last_error = v_error, claim_token = NULL,
                updated_at = clock_timestamp()
          WHERE workflow_step_uuid = p_step;
-        RETURN true;
+        RETURN 'reclaim';
     END IF;
-    PERFORM tasker.transition_step(p_step, 'in_progress', 'enqueued_as_error_for_orchestration',
-        jsonb_build_object('reason', 'claim_expired', 'attempt', s.attempts, 'worker', v_worker));
     UPDATE tasker.workflow_steps SET last_error = v_error, claim_msg_id = NULL, claim_token = NULL,
            updated_at = clock_timestamp()
      WHERE workflow_step_uuid = p_step;
     INSERT INTO pgmq.q_orchestration_step_results (vt, message)
     VALUES (clock_timestamp(), jsonb_build_object('task_uuid', s.task_uuid, 'step_uuid', p_step));
     PERFORM pg_notify('orchestration_step_results', '');
-    RETURN false;
+    RETURN 'failed';
 END $$;
 
 -- The claim and submit functions of a worker queue (see 0004), now with
@@ -119,6 +121,7 @@ DECLARE
     v_step uuid;
     v_claimed boolean;
     v_held bigint;
+    v_expired text;
 BEGIN
     -- The lease: hidden for the step's timeout plus the margin.
     FOR m IN WITH picked AS (
@@ -145,10 +148,11 @@ BEGIN
                 DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
             ELSIF v_held = m.msg_id AND tasker.step_state_of(v_step) = 'in_progress' THEN
                 -- This claim's own message is visible again: its lease lapsed.
-                IF tasker.expire_claim(v_step) THEN
+                v_expired := tasker.expire_claim(v_step);
+                IF v_expired = 'reclaim' THEN
                     v_claimed := tasker.try_transition_step(v_step, 'enqueued', 'in_progress',
                         jsonb_build_object('worker', p_worker, 'reclaimed', true));
-                ELSE
+                ELSIF v_expired = 'failed' THEN
                     DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
                 END IF;
             ELSE
@@ -196,16 +200,20 @@ DECLARE
     v_task uuid;
     v_attempt integer;
     v_any boolean := false;
-    v_msgs bigint[] := '{}';
+    v_message pgmq.%2$I;
 BEGIN
     FOR r IN SELECT value FROM jsonb_array_elements(p_results) LOOP
         v_step := tasker.as_uuid(r->>'step_uuid');
         v_msg := (r->>'msg_id')::bigint;
+        v_message := NULL;
         v_success := (r->>'success')::boolean;
         -- The claim's message first, in the order a claim locks: while it
         -- is held, the lease cannot lapse into another worker's hands, so
-        -- the token read next stays the step's token.
-        PERFORM 1 FROM pgmq.%2$I q WHERE q.msg_id = v_msg FOR UPDATE;
+        -- the token read next stays the step's token. Deleting it takes
+        -- that lock and is what an accepted result needs anyway (a lock
+        -- alone would cost a WAL record per result); a refused result puts
+        -- it back below when it is still somebody's claim.
+        DELETE FROM pgmq.%2$I q WHERE q.msg_id = v_msg RETURNING q.* INTO v_message;
         v_accepted := coalesce((SELECT ws.claim_token = tasker.as_uuid(r->>'claim_token')
                                   FROM tasker.workflow_steps ws
                                  WHERE ws.workflow_step_uuid = v_step), false)
@@ -229,20 +237,18 @@ BEGIN
             INSERT INTO pgmq.q_orchestration_step_results (vt, message)
             VALUES (clock_timestamp(), jsonb_build_object('task_uuid', v_task, 'step_uuid', v_step));
             v_any := true;
-            v_msgs := v_msgs || v_msg;
-        ELSIF NOT EXISTS (SELECT 1 FROM tasker.workflow_steps ws
-                           WHERE ws.workflow_step_uuid = v_step
-                             AND (ws.claim_msg_id = v_msg
-                                  OR tasker.step_state_of(v_step) = 'enqueued')) THEN
-            -- Refused, and the message is nobody's claim any more (the
-            -- step moved on): done with. It stays when a newer claim holds
-            -- it, or when the step waits to be claimed again (a claim lost
-            -- with an asynchronous commit).
-            v_msgs := v_msgs || v_msg;
+        ELSIF v_message.msg_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM tasker.workflow_steps ws
+                 WHERE ws.workflow_step_uuid = v_step
+                   AND (ws.claim_msg_id = v_msg OR tasker.step_state_of(v_step) = 'enqueued')) THEN
+            -- Refused, and the message is still a claim's: a newer claim
+            -- holds it, or the step waits to be claimed again (a claim lost
+            -- with an asynchronous commit). Put back as it was. Otherwise
+            -- the step moved on and the message is done with.
+            INSERT INTO pgmq.%2$I OVERRIDING SYSTEM VALUE SELECT v_message.*;
         END IF;
         RETURN QUERY SELECT v_step, v_accepted;
     END LOOP;
-    DELETE FROM pgmq.%2$I q WHERE q.msg_id = ANY (v_msgs);
     IF v_any THEN
         PERFORM pg_notify('orchestration_step_results', '');
     END IF;

@@ -16,6 +16,8 @@
 //! lease, and a task whose steps wait for a worker that never claims them
 //! is dead-lettered once idle for `dead_letter_after_s`.
 
+use std::time::{Duration, Instant};
+
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -35,16 +37,21 @@ pub struct Repair {
     pub detail: String,
 }
 
-/// One pass: the queues whose consumers were woken, and what was done to
-/// stale tasks.
-pub async fn run_once(
+/// Wake the consumers of every queue holding visible work; returns the
+/// queues woken.
+pub async fn wake_consumers(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT * FROM tasker.notify_visible_work()")
+        .fetch_all(pool)
+        .await
+}
+
+/// Examine the tasks with no progress for `task_stale_after_s` and repair
+/// or dead-letter them (at most a pass's worth).
+pub async fn repair_stale_tasks(
     pool: &PgPool,
     config: &OrchestrationConfig,
-) -> Result<(Vec<String>, Vec<Repair>), sqlx::Error> {
-    let woken = sqlx::query_scalar("SELECT * FROM tasker.notify_visible_work()")
-        .fetch_all(pool)
-        .await?;
-    let repairs = sqlx::query_as(
+) -> Result<Vec<Repair>, sqlx::Error> {
+    sqlx::query_as(
         "SELECT t AS task_uuid, r.action, r.detail
            FROM tasker.stale_tasks(make_interval(secs => $1), $3) t,
                 LATERAL tasker.repair_task(t, make_interval(secs => $2)) r",
@@ -53,21 +60,29 @@ pub async fn run_once(
     .bind(config.dead_letter_after_s as f64)
     .bind(STALE_TASKS_PER_PASS)
     .fetch_all(pool)
-    .await?;
-    Ok((woken, repairs))
+    .await
 }
 
 /// Run a pass every `staleness_interval_ms` until shutdown.
 pub(crate) async fn run(pool: PgPool, config: OrchestrationConfig, shutdown: CancellationToken) {
-    let interval = std::time::Duration::from_millis(config.staleness_interval_ms);
+    let interval = Duration::from_millis(config.staleness_interval_ms);
+    // Stale tasks are looked for ten times per staleness limit: the scan
+    // reads every unfinished task, and a limit of minutes needs no more.
+    let scan_every = Duration::from_millis(config.task_stale_after_s * 100).max(interval);
+    let mut last_scan = Instant::now();
     let mut outage = Outage::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match run_once(&pool, &config).await {
-            Ok((_, repairs)) => {
+        let mut pass = wake_consumers(&pool).await.map(|_| Vec::new());
+        if pass.is_ok() && last_scan.elapsed() >= scan_every {
+            last_scan = Instant::now();
+            pass = repair_stale_tasks(&pool, &config).await;
+        }
+        match pass {
+            Ok(repairs) => {
                 outage.recovered("the staleness detector");
                 for r in repairs {
                     match r.action.as_str() {

@@ -191,7 +191,13 @@ async fn malformed_input_gets_a_4xx_naming_the_field_and_stores_nothing() {
     let task = |context: Value| json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": context});
     let json_header = [("content-type", "application/json")];
     // (what, body, headers, status, text the error must contain)
-    type Case<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], StatusCode, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Vec<u8>,
+        &'a [(&'a str, &'a str)],
+        StatusCode,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         ("NUL in a context string", task(json!({"even_number": 2, "note": "a\u{0}b"})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "context.note contains a NUL"),
         ("NUL in a context key", task(json!({"even_number": 2, "k\u{0}": 1})).to_string().into_bytes(), &json_header, StatusCode::UNPROCESSABLE_ENTITY, "a key of context"),
