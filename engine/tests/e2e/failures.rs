@@ -282,19 +282,8 @@ async fn a_duplicated_queue_message_runs_the_handler_once() {
     let counting = Counting::default();
     let mut registry = HandlerRegistry::new();
     registry.register("linear.square", counting.clone());
-    let engine = Embedded::start(
-        &url,
-        test_config(),
-        std::slice::from_ref(&template),
-        registry,
-    )
-    .await
-    .unwrap();
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let engine = crate::start_on(&url, test_config(), &template, registry).await;
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Complete);
     assert_eq!(counting.runs.lock().unwrap().get("linear_step_1"), Some(&1));
     assert_eq!(counting.total.load(Ordering::SeqCst), 4);

@@ -118,9 +118,7 @@ async fn start(url: &str, template: &TaskTemplate, handler: Counting) -> Embedde
     let mut config = test_config();
     config.worker.claim_lease_margin_s = 0;
     config.orchestration.staleness_interval_ms = 200;
-    Embedded::start(url, config, std::slice::from_ref(template), registry)
-        .await
-        .unwrap()
+    crate::start_on(url, config, template, registry).await
 }
 
 #[tokio::test]
@@ -135,11 +133,7 @@ async fn a_step_whose_worker_died_runs_again_once_its_lease_lapses() {
     // detector wakes it).
     let handler = Counting::default();
     let engine = start(&url, &template, handler.clone()).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Complete);
     let step = only_step(&pool, task).await;
     let view = engine.client.list_steps(task).await.unwrap().remove(0);
@@ -186,11 +180,7 @@ async fn a_step_that_keeps_losing_its_worker_ends_in_error_with_the_reason() {
 
     let handler = Counting::default();
     let engine = start(&url, &template, handler.clone()).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Error);
     let view = engine.client.list_steps(task).await.unwrap().remove(0);
     assert_eq!((view.state, view.attempts), (StepState::Error, 2));
@@ -233,11 +223,7 @@ async fn a_result_from_a_lapsed_claim_is_refused() {
     assert!(!submit(&pool, step, msg, paused_token, json!("stale")).await);
 
     let engine = start(&url, &template, Counting::default()).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Complete);
     let view = engine.client.list_steps(task).await.unwrap().remove(0);
     assert_eq!(view.results, Some(json!("fresh")));
@@ -271,11 +257,7 @@ async fn malformed_messages_are_rejected_with_the_reason_and_work_goes_on() {
 
     let handler = Counting::default();
     let engine = start(&url, &template, handler.clone()).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Complete);
     assert_eq!(handler.runs.load(Ordering::SeqCst), 1);
     // The orchestration queue's junk is processed with the real result.
@@ -337,19 +319,8 @@ async fn a_result_the_database_cannot_store_fails_its_step_and_blocks_nothing() 
     let (url, pool, task) = crate::idle_task(&template, json!({})).await;
     let mut registry = HandlerRegistry::new();
     registry.register("test.count", ReturnsNul);
-    let engine = Embedded::start(
-        &url,
-        test_config(),
-        std::slice::from_ref(&template),
-        registry,
-    )
-    .await
-    .unwrap();
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let engine = crate::start_on(&url, test_config(), &template, registry).await;
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Error);
     let view = engine.client.list_steps(task).await.unwrap().remove(0);
     let error = view.last_error.unwrap();

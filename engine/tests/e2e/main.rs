@@ -78,6 +78,29 @@ pub async fn idle_task(
     (database.url, pool, task)
 }
 
+/// Wait (by notification) until the task is complete or in error.
+pub async fn finished(
+    client: &tasker_engine::TaskerClient,
+    task: uuid::Uuid,
+) -> tasker_engine::TaskState {
+    client
+        .wait_for_completion(task, TASK_TIMEOUT)
+        .await
+        .expect("the task finishes")
+}
+
+/// The engine, embedded, on the database at `url`, serving one template.
+pub async fn start_on(
+    url: &str,
+    config: TaskerConfig,
+    template: &TaskTemplate,
+    registry: HandlerRegistry,
+) -> Embedded {
+    Embedded::start(url, config, std::slice::from_ref(template), registry)
+        .await
+        .expect("engine starts")
+}
+
 /// The states a task went through, in order.
 pub async fn task_history(engine: &Embedded, task: uuid::Uuid) -> Vec<String> {
     engine

@@ -12,7 +12,7 @@ use tasker_engine::{Embedded, StepState, TaskState, TaskerClient};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::call;
-use crate::{scenario, test_config, TASK_TIMEOUT};
+use crate::{scenario, test_config};
 
 /// Stale after 1 s of no progress, looked at every 200 ms.
 fn config(dead_letter_after_s: u64) -> TaskerConfig {
@@ -47,11 +47,7 @@ async fn a_step_message_lost_from_its_queue_is_sent_again() {
     let (url, pool, task) = crate::idle_linear_task().await;
     purge_worker_queue(&pool).await;
     let engine = start(&url, config(0)).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Complete);
     let steps = engine.client.list_steps(task).await.unwrap();
     assert!(steps.iter().all(|s| s.attempts == 1), "{steps:?}");
@@ -70,11 +66,7 @@ async fn a_claim_whose_message_is_gone_counts_as_a_lapsed_lease() {
     assert_eq!(claimed, 1);
     purge_worker_queue(&pool).await;
     let engine = start(&url, config(0)).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&engine.client, task).await;
     assert_eq!(state, TaskState::Complete);
     let first = engine.client.list_steps(task).await.unwrap().remove(0);
     assert_eq!(first.attempts, 2);
@@ -101,10 +93,7 @@ async fn a_task_no_worker_claims_is_dead_lettered_and_can_be_put_back() {
     let client = TaskerClient::new(pool.clone(), shutdown.clone())
         .await
         .unwrap();
-    let state = client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&client, task).await;
     assert_eq!(state, TaskState::Error);
 
     let router = app(ApiState::new(client.clone()));
@@ -134,10 +123,7 @@ async fn a_task_no_worker_claims_is_dead_lettered_and_can_be_put_back() {
     assert_eq!(status, StatusCode::OK, "{retried}");
     assert_eq!(retried["state"], "steps_in_process");
     let engine = start(&url, config(0)).await;
-    let state = client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let state = crate::finished(&client, task).await;
     assert_eq!(state, TaskState::Complete);
     let view = client.get_task(task).await.unwrap();
     assert_eq!(view.context, json!({"even_number": 2}));
