@@ -94,9 +94,14 @@ struct ChaosArgs {
     min_gap: f64,
     #[arg(long, default_value_t = 5.0)]
     max_gap: f64,
-    /// Fault kinds to inject (default: all).
+    /// Fault kinds to inject (default: all that apply).
     #[arg(long = "fault", value_enum)]
     faults: Vec<tasker_harness::chaos::faults::FaultKind>,
+    /// Run PostgreSQL and the engine in containers on a private Docker
+    /// network (images built locally, never pulled); adds network cuts of
+    /// workers, and pauses orchestrators with `docker pause`.
+    #[arg(long)]
+    containers: bool,
 }
 
 #[derive(Args)]
@@ -339,6 +344,12 @@ async fn chaos(reports: &Path, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     if args.min_gap <= 0.0 || args.max_gap < args.min_gap {
         bail!("--min-gap must be positive and at most --max-gap");
     }
+    if !args.containers && args.faults.iter().any(|k| !k.works_on_processes()) {
+        bail!("--fault disconnect-worker needs --containers (a process on this machine has no network of its own to cut)");
+    }
+    if args.containers && !chaos::containers::available() {
+        bail!("--containers: no Docker engine answers (docker version failed); start it or drop --containers");
+    }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let plan = chaos::Plan {
         tasks: args.tasks,
@@ -351,9 +362,13 @@ async fn chaos(reports: &Path, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
         max_attempts: args.max_attempts.max(1),
         fault_gap_s: (args.min_gap, args.max_gap),
         kinds: match args.faults.is_empty() {
-            true => FaultKind::ALL.to_vec(),
+            true => FaultKind::ALL
+                .into_iter()
+                .filter(|k| args.containers || k.works_on_processes())
+                .collect(),
             false => args.faults.clone(),
         },
+        containers: args.containers,
         out_dir: reports
             .join("chaos")
             .join(format!("{stamp}-seed{}", args.seed)),

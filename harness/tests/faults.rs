@@ -8,10 +8,8 @@
 
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::json;
 use sqlx::PgPool;
-use tasker_engine::postgres::StopMode;
 use tasker_harness::chaos::check::{Submitted, Verdict};
 use tasker_harness::chaos::faults::terminate_backends;
 use tasker_harness::chaos::fleet::Role;
@@ -27,6 +25,7 @@ async fn rig(dir: &tempfile::TempDir, orchestrators: usize, workers: usize) -> R
         step_timeout_s: 2,
         lease_margin_s: 1,
         max_attempts: 4,
+        containers: false,
     })
     .await
     .expect("rig starts")
@@ -103,7 +102,7 @@ async fn a_worker_paused_past_its_lease_cannot_overwrite_the_newer_attempt() {
     let tasks = linear_tasks(&rig, 3, 1000).await;
     until_a_step_runs(&rig.pool).await;
     let paused = rig.fleet.of(Role::Worker)[0];
-    rig.fleet.signal(paused, Signal::SIGSTOP);
+    rig.fleet.pause(paused);
     rig.fleet.add(Role::Worker).await.unwrap();
     // The other worker takes the steps over when the leases lapse and
     // finishes the tasks while the first one sleeps.
@@ -112,7 +111,7 @@ async fn a_worker_paused_past_its_lease_cannot_overwrite_the_newer_attempt() {
     let results_before: Vec<serde_json::Value> = step_results(&rig.pool).await;
     // Woken, the paused worker finishes its handlers and reports attempts
     // that were taken over: refused, nothing changes.
-    rig.fleet.signal(paused, Signal::SIGCONT);
+    rig.fleet.resume(paused);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(step_results(&rig.pool).await, results_before);
     let verdict = rig.finish(&tasks, DEADLINE).await.unwrap();
@@ -165,9 +164,7 @@ async fn a_postgres_restart_while_tasks_run_loses_nothing() {
     let rig = rig(&dir, 1, 1).await;
     let tasks = linear_tasks(&rig, 10, 300).await;
     until_a_step_runs(&rig.pool).await;
-    let cluster = &rig.cluster;
-    tokio::task::block_in_place(|| cluster.restart(StopMode::Fast, Duration::from_secs(2)))
-        .unwrap();
+    rig.postgres.restart(Duration::from_secs(2)).await.unwrap();
     // Tasks created after the restart are woken for by notification: the
     // processes LISTEN again once they reconnect.
     let shape = rig.shape("linear_workflow");
@@ -188,7 +185,7 @@ async fn terminated_database_sessions_lose_nothing() {
     let tasks = linear_tasks(&rig, 10, 200).await;
     until_a_step_runs(&rig.pool).await;
     for _ in 0..3 {
-        let terminated = terminate_backends(&rig.cluster, rig.database)
+        let terminated = terminate_backends(&rig.postgres, rig.database)
             .await
             .unwrap();
         assert!(terminated > 0);

@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::Signal;
 use rand::Rng;
 use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
-use tasker_engine::postgres::{LocalCluster, StopMode};
 
 use super::fleet::{Fleet, Role};
+use super::Postgres;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -32,10 +31,13 @@ pub enum FaultKind {
     RepeatedKills,
     /// Take every free connection slot of the server for a few seconds.
     ExhaustConnections,
+    /// Cut a worker off the network (`docker network disconnect`) past its
+    /// leases, then reconnect it at the same address (containers only).
+    DisconnectWorker,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         Self::KillWorker,
         Self::KillOrchestrator,
         Self::PauseWorker,
@@ -44,13 +46,20 @@ impl FaultKind {
         Self::TerminateBackends,
         Self::RepeatedKills,
         Self::ExhaustConnections,
+        Self::DisconnectWorker,
     ];
+
+    /// Whether the fault can be done to processes on this machine (or
+    /// needs the campaign in containers).
+    pub fn works_on_processes(self) -> bool {
+        self != Self::DisconnectWorker
+    }
 }
 
 /// What the faults act on.
 pub struct Targets<'a> {
     pub fleet: &'a mut Fleet,
-    pub cluster: &'a LocalCluster,
+    pub postgres: &'a Postgres,
     /// The campaign's database (for terminating its sessions).
     pub database: &'a str,
     /// A step's lease: its timeout plus the workers' margin.
@@ -99,26 +108,38 @@ pub async fn inject(
                 )
             };
             let at = pick(rng, of);
-            targets.fleet.signal(at, Signal::SIGSTOP);
+            targets.fleet.pause(at);
             tokio::time::sleep(pause).await;
-            targets.fleet.signal(at, Signal::SIGCONT);
+            targets.fleet.resume(at);
             Ok(format!("paused {} for {pause:?}", targets.fleet.label(at)))
+        }
+        FaultKind::DisconnectWorker => {
+            let at = pick(rng, &workers);
+            let cut = targets.lease + Duration::from_secs(1);
+            targets.fleet.disconnect(at)?;
+            tokio::time::sleep(cut).await;
+            targets.fleet.reconnect(at)?;
+            Ok(format!(
+                "cut {} off the network for {cut:?}",
+                targets.fleet.label(at)
+            ))
         }
         FaultKind::RestartPostgres => {
             let down = Duration::from_millis(rng.random_range(1000..3000));
-            let cluster = targets.cluster;
-            // Blocking: the cluster's stop and start wait on processes.
-            tokio::task::block_in_place(|| cluster.restart(StopMode::Fast, down))
+            targets
+                .postgres
+                .restart(down)
+                .await
                 .context("restarting PostgreSQL")?;
             Ok(format!("restarted PostgreSQL, down for {down:?}"))
         }
         FaultKind::TerminateBackends => {
-            let n = terminate_backends(targets.cluster, targets.database).await?;
+            let n = terminate_backends(targets.postgres, targets.database).await?;
             Ok(format!("terminated {n} engine sessions"))
         }
         FaultKind::ExhaustConnections => {
             let hold = Duration::from_millis(rng.random_range(2000..4000));
-            let n = exhaust_connections(targets.cluster, targets.database, hold).await?;
+            let n = exhaust_connections(&targets.postgres.url(targets.database), hold).await?;
             Ok(format!("held all {n} free connection slots for {hold:?}"))
         }
     }
@@ -129,10 +150,10 @@ fn pick(rng: &mut impl Rng, of: &[usize]) -> usize {
 }
 
 /// Ends every session of the engine on `database` (not the caller's).
-pub async fn terminate_backends(cluster: &LocalCluster, database: &str) -> anyhow::Result<i64> {
+pub async fn terminate_backends(postgres: &Postgres, database: &str) -> anyhow::Result<i64> {
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect(&cluster.admin_url())
+        .connect(&postgres.admin_url())
         .await?;
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -147,17 +168,12 @@ pub async fn terminate_backends(cluster: &LocalCluster, database: &str) -> anyho
 
 /// Opens connections until the server refuses more, holds them for
 /// `hold`, then closes them; returns how many it held.
-async fn exhaust_connections(
-    cluster: &LocalCluster,
-    database: &str,
-    hold: Duration,
-) -> anyhow::Result<usize> {
+async fn exhaust_connections(url: &str, hold: Duration) -> anyhow::Result<usize> {
     use sqlx::Connection;
-    let url = cluster.url(database);
     let mut held = Vec::new();
     // Bounded, in case the server's limit is higher than expected.
     while held.len() < 500 {
-        match sqlx::PgConnection::connect(&url).await {
+        match sqlx::PgConnection::connect(url).await {
             Ok(connection) => held.push(connection),
             Err(_) => break,
         }

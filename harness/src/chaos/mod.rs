@@ -12,6 +12,7 @@
 //! to the machine.
 
 pub mod check;
+pub mod containers;
 pub mod faults;
 pub mod fleet;
 pub mod templates;
@@ -29,13 +30,14 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgPool};
 use tasker_engine::database::{self, PoolSettings};
 use tasker_engine::orchestration::register_templates;
-use tasker_engine::postgres::{ClusterOptions, LocalCluster};
+use tasker_engine::postgres::{ClusterOptions, LocalCluster, StopMode};
 use tasker_engine::{TaskRequest, TaskerClient};
 use tokio_util::sync::CancellationToken;
 
 use check::{Expect, Submitted, Verdict};
+use containers::{Network, PgContainer};
 use faults::{FaultKind, Targets};
-use fleet::{Fleet, Role};
+use fleet::{Fleet, Role, Runtime};
 use templates::Shape;
 
 /// What a campaign does.
@@ -54,6 +56,8 @@ pub struct Plan {
     /// Seconds between faults: uniform in this range.
     pub fault_gap_s: (f64, f64),
     pub kinds: Vec<FaultKind>,
+    /// PostgreSQL and the engine in containers (adds network cuts).
+    pub containers: bool,
     /// Where templates, run records, process logs and the result go.
     pub out_dir: PathBuf,
 }
@@ -84,10 +88,44 @@ pub struct Report {
     pub verdict: Verdict,
 }
 
+/// Where the campaign's PostgreSQL runs: a throwaway local cluster, or a
+/// container on the campaign's network.
+pub enum Postgres {
+    Local(LocalCluster),
+    Container(PgContainer),
+}
+
+impl Postgres {
+    /// The harness's URL of `database`.
+    pub fn url(&self, database: &str) -> String {
+        match self {
+            Self::Local(cluster) => cluster.url(database),
+            Self::Container(pg) => pg.url(database),
+        }
+    }
+
+    pub fn admin_url(&self) -> String {
+        self.url("postgres")
+    }
+
+    /// Fast shutdown (every commit flushed, sessions cut), down for
+    /// `down_for`, started again; returns once it accepts connections.
+    pub async fn restart(&self, down_for: Duration) -> anyhow::Result<()> {
+        match self {
+            // Blocking: the cluster's stop and start wait on processes.
+            Self::Local(cluster) => {
+                tokio::task::block_in_place(|| cluster.restart(StopMode::Fast, down_for))?
+            }
+            Self::Container(pg) => pg.restart(down_for).await?,
+        }
+        Ok(())
+    }
+}
+
 /// The engine's processes on their own PostgreSQL, with the campaign's
 /// templates registered: what the campaign and the fault tests run on.
 pub struct Rig {
-    pub cluster: LocalCluster,
+    pub postgres: Postgres,
     pub database: &'static str,
     pub pool: PgPool,
     pub client: TaskerClient,
@@ -95,6 +133,7 @@ pub struct Rig {
     pub shapes: Vec<Shape>,
     pub runs_dir: PathBuf,
     pub lease_margin_s: i32,
+    network: Option<Network>,
     shutdown: CancellationToken,
 }
 
@@ -107,32 +146,52 @@ pub struct RigOptions {
     pub step_timeout_s: u32,
     pub lease_margin_s: i32,
     pub max_attempts: u32,
+    /// PostgreSQL and the engine in containers on a private network.
+    pub containers: bool,
 }
 
 impl Rig {
-    /// A throwaway local PostgreSQL (max_connections 100, so exhausting
-    /// it is quick), a database, the campaign's templates under
-    /// `out_dir/templates`, run records under `out_dir/runs`, process logs
-    /// under `out_dir/logs`, and the processes started.
+    /// PostgreSQL (max_connections 100, so exhausting it is quick), a
+    /// database, the campaign's templates under `out_dir/templates`, run
+    /// records under `out_dir/runs`, a copy of the configuration under
+    /// `out_dir/config`, logs under `out_dir/logs`, and the engine started.
     pub async fn start(options: &RigOptions) -> anyhow::Result<Self> {
-        let cluster = LocalCluster::start(&ClusterOptions {
-            fsync: false,
-            settings: vec![("max_connections".into(), "100".into())],
-        })
-        .context("starting a local PostgreSQL for the campaign")?;
         let database = "chaos";
-        let mut admin = sqlx::PgConnection::connect(&cluster.admin_url()).await?;
+        let build = EngineBuild::this()?;
+        let (postgres, network) = match options.containers {
+            false => {
+                let cluster = LocalCluster::start(&ClusterOptions {
+                    fsync: false,
+                    settings: vec![("max_connections".into(), "100".into())],
+                })
+                .context("starting a local PostgreSQL for the campaign")?;
+                (Postgres::Local(cluster), None)
+            }
+            true => {
+                containers::sweep_orphans();
+                let name = format!("tasker-chaos-{}", std::process::id());
+                let network = Network::create(&name)?;
+                let pg = PgContainer::start(
+                    &format!("{name}-pg"),
+                    &network,
+                    &options.out_dir.join("pg-socket"),
+                )
+                .await?;
+                (Postgres::Container(pg), Some(network))
+            }
+        };
+        let mut admin = sqlx::PgConnection::connect(&postgres.admin_url()).await?;
         sqlx::query(&format!("CREATE DATABASE {database}"))
             .execute(&mut admin)
             .await?;
         admin.close().await?;
-        let url = cluster.url(database);
+        let url = postgres.url(database);
 
         let shapes = templates::shapes(options.step_timeout_s, options.max_attempts)?;
         let templates_dir = options.out_dir.join("templates");
         let runs_dir = options.out_dir.join("runs");
         templates::write(&shapes, &templates_dir)?;
-        std::fs::create_dir_all(&runs_dir)?;
+        create_shared_dir(&runs_dir)?;
 
         let pool = database::connect(&url, &PoolSettings::default()).await?;
         database::migrate(&pool).await?;
@@ -143,24 +202,40 @@ impl Rig {
         // process restarted an hour into a campaign must not pick up a
         // config file edited meanwhile.
         let config_dir = options.out_dir.join("config");
-        copy_config(&EngineBuild::this()?.config_dir(), &config_dir)?;
-        let env = vec![
-            ("TASKER_CONFIG_DIR".into(), path_str(&config_dir)),
-            ("TASKER__TEMPLATES__PATHS".into(), path_str(&templates_dir)),
-            (
-                tasker_scenarios::chaos::RUNS_DIR_ENV.into(),
-                path_str(&runs_dir),
-            ),
-            (
-                "TASKER__WORKER__CLAIM_LEASE_MARGIN_S".into(),
-                options.lease_margin_s.to_string(),
-            ),
-            (
-                "TASKER__ORCHESTRATION__STALENESS_INTERVAL_MS".into(),
-                "500".into(),
-            ),
-        ];
-        let mut fleet = Fleet::new(&url, env, &options.out_dir.join("logs"))?;
+        copy_config(&build.config_dir(), &config_dir)?;
+        let logs = options.out_dir.join("logs");
+        let mut fleet = match &network {
+            None => Fleet::processes(
+                &url,
+                engine_env(options, &config_dir, &templates_dir, &runs_dir),
+                &logs,
+            )?,
+            Some(network) => {
+                let Postgres::Container(pg) = &postgres else {
+                    unreachable!("containers run with PostgreSQL in a container")
+                };
+                let mut env = engine_env(
+                    options,
+                    Path::new("/chaos/config"),
+                    Path::new("/chaos/templates"),
+                    Path::new("/chaos/runs"),
+                );
+                env.push(("DATABASE_URL".into(), pg.network_url(database)));
+                let mounts = vec![
+                    format!("{}:/chaos/config:ro", config_dir.display()),
+                    format!("{}:/chaos/templates:ro", templates_dir.display()),
+                    format!("{}:/chaos/runs", runs_dir.display()),
+                ];
+                let runtime = Runtime::Containers {
+                    image: containers::engine_image(&build)?,
+                    network: network.clone(),
+                    env,
+                    mounts,
+                    prefix: network.name.clone(),
+                };
+                Fleet::new(runtime, &logs)?
+            }
+        };
         for _ in 0..options.orchestrators {
             fleet.add(Role::Orchestrator).await?;
         }
@@ -170,7 +245,7 @@ impl Rig {
         let shutdown = CancellationToken::new();
         let client = TaskerClient::new(pool.clone(), shutdown.clone()).await?;
         Ok(Self {
-            cluster,
+            postgres,
             database,
             pool,
             client,
@@ -178,6 +253,7 @@ impl Rig {
             shapes,
             runs_dir,
             lease_margin_s: options.lease_margin_s,
+            network,
             shutdown,
         })
     }
@@ -206,7 +282,49 @@ impl Rig {
         self.fleet.stop().await;
         self.shutdown.cancel();
         self.pool.close().await;
+        if let Postgres::Container(pg) = &self.postgres {
+            pg.remove();
+        }
+        if let Some(network) = &self.network {
+            network.remove();
+        }
     }
+}
+
+/// The engine's environment: where its configuration, templates and run
+/// records are (as it sees them), the lease margin, and a detector that
+/// looks every half second.
+fn engine_env(
+    options: &RigOptions,
+    config_dir: &Path,
+    templates_dir: &Path,
+    runs_dir: &Path,
+) -> Vec<(String, String)> {
+    vec![
+        ("TASKER_CONFIG_DIR".into(), path_str(config_dir)),
+        ("TASKER__TEMPLATES__PATHS".into(), path_str(templates_dir)),
+        (
+            tasker_scenarios::chaos::RUNS_DIR_ENV.into(),
+            path_str(runs_dir),
+        ),
+        (
+            "TASKER__WORKER__CLAIM_LEASE_MARGIN_S".into(),
+            options.lease_margin_s.to_string(),
+        ),
+        (
+            "TASKER__ORCHESTRATION__STALENESS_INTERVAL_MS".into(),
+            "500".into(),
+        ),
+    ]
+}
+
+/// A directory every process may write, whatever user it runs as (the
+/// containers' is not this one).
+fn create_shared_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+        .with_context(|| format!("opening {} to every user", dir.display()))
 }
 
 /// Runs the campaign and returns its report (also written to
@@ -219,6 +337,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         step_timeout_s: plan.step_timeout_s,
         lease_margin_s: plan.lease_margin_s,
         max_attempts: plan.max_attempts,
+        containers: plan.containers,
     })
     .await?;
     let started = Instant::now();
@@ -234,7 +353,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let mut injected = Vec::new();
     let mut targets = Targets {
         fleet: &mut rig.fleet,
-        cluster: &rig.cluster,
+        postgres: &rig.postgres,
         database: rig.database,
         lease: plan.lease(),
     };
