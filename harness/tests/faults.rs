@@ -18,6 +18,15 @@ use tasker_harness::chaos::{submit, Rig, RigOptions};
 const DEADLINE: Duration = Duration::from_secs(90);
 
 async fn rig(dir: &tempfile::TempDir, orchestrators: usize, workers: usize) -> Rig {
+    rig_of(dir, orchestrators, workers, false).await
+}
+
+async fn rig_of(
+    dir: &tempfile::TempDir,
+    orchestrators: usize,
+    workers: usize,
+    containers: bool,
+) -> Rig {
     Rig::start(&RigOptions {
         out_dir: dir.path().to_path_buf(),
         orchestrators,
@@ -25,10 +34,10 @@ async fn rig(dir: &tempfile::TempDir, orchestrators: usize, workers: usize) -> R
         step_timeout_s: 2,
         lease_margin_s: 1,
         max_attempts: 4,
-        containers: false,
+        containers,
     })
     .await
-    .expect("rig starts")
+    .unwrap_or_else(|e| panic!("rig starts: {e:#}"))
 }
 
 /// `n` linear tasks whose steps each take `delay_ms`.
@@ -193,6 +202,29 @@ async fn terminated_database_sessions_lose_nothing() {
     }
     let verdict = rig.finish(&tasks, DEADLINE).await.unwrap();
     assert_all_finished(&verdict);
+    rig.stop().await;
+}
+
+/// In containers (Docker, images built locally): a worker cut off the
+/// network mid-step, and an orchestrator frozen by `docker pause`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_cut_off_the_network_mid_step_and_a_paused_orchestrator_lose_nothing() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut rig = rig_of(&dir, 1, 1, true).await;
+    let tasks = linear_tasks(&rig, 4, 1500).await;
+    until_a_step_runs(&rig.pool).await;
+    let cut = rig.fleet.of(Role::Worker)[0];
+    rig.fleet.disconnect(cut).unwrap();
+    rig.fleet.add(Role::Worker).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    rig.fleet.reconnect(cut).unwrap();
+    let orchestrator = rig.fleet.of(Role::Orchestrator)[0];
+    rig.fleet.pause(orchestrator);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.fleet.resume(orchestrator);
+    let verdict = rig.finish(&tasks, DEADLINE).await.unwrap();
+    assert_all_finished(&verdict);
+    assert!(verdict.lapsed_leases >= 1, "{verdict:#?}");
     rig.stop().await;
 }
 
