@@ -112,7 +112,7 @@ BEGIN
         END IF;
         IF s.state = 'enqueued' AND v_vt IS NULL THEN
             EXECUTE format('SELECT tasker.%I($1)', 'send_' || v_queue)
-                USING ARRAY[jsonb_build_object('task_uuid', p_task, 'step_uuid', s.step)];
+                USING ARRAY[tasker.step_message(p_task, s.step)];
             PERFORM pg_notify(v_queue, '');
             v_acted := true;
             RETURN QUERY SELECT 'resent', format('step %s: its message was missing', s.name);
@@ -123,7 +123,7 @@ BEGIN
             v_expired := tasker.expire_claim(s.step);
             IF v_expired = 'reclaim' THEN
                 EXECUTE format('SELECT tasker.%I($1)', 'send_' || v_queue)
-                    USING ARRAY[jsonb_build_object('task_uuid', p_task, 'step_uuid', s.step)];
+                    USING ARRAY[tasker.step_message(p_task, s.step)];
                 PERFORM pg_notify(v_queue, '');
                 RETURN QUERY SELECT 'reclaimed', format('step %s: its claim message was missing', s.name);
             ELSIF v_expired = 'failed' THEN
