@@ -173,10 +173,6 @@ impl Outage {
             );
         }
     }
-
-    pub fn is_ongoing(&self) -> bool {
-        self.since.is_some()
-    }
 }
 
 /// Check that the database answers (used by /health).

@@ -17,6 +17,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::{OrchestrationError, TaskRequest};
+use crate::template::TemplateKey;
 
 /// Problems of the request's own fields, each naming its path.
 pub fn check_request(request: &TaskRequest) -> Vec<String> {
@@ -44,34 +45,40 @@ fn nul_problem(path: &str) -> String {
     format!("{path} contains a NUL character (\\u0000), which PostgreSQL cannot store")
 }
 
+/// Every task creation walks its context: a child's path is only built
+/// when there is something below it to report or to look into.
 fn find_nul(value: &Value, path: &str, problems: &mut Vec<String>) {
+    let look_into = |item: &Value| match item {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(_) | Value::Object(_) => true,
+        _ => false,
+    };
     match value {
         Value::String(s) if s.contains('\0') => problems.push(nul_problem(path)),
         Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.iter().enumerate().filter(|(_, item)| look_into(item)) {
                 find_nul(item, &format!("{path}[{i}]"), problems);
             }
         }
         Value::Object(map) => {
             for (key, item) in map {
-                let child = format!("{path}.{key}");
                 if key.contains('\0') {
                     problems.push(format!("a key of {path}: {}", nul_problem(key)));
                 }
-                find_nul(item, &child, problems);
+                if look_into(item) {
+                    find_nul(item, &format!("{path}.{key}"), problems);
+                }
             }
         }
         _ => {}
     }
 }
 
-type Key = (String, String, String);
-
 /// Compiled input schemas by template, loaded from the database on first
 /// use (`None`: the template declares none).
 #[derive(Default)]
 pub struct Schemas {
-    cache: Mutex<HashMap<Key, Option<Arc<jsonschema::Validator>>>>,
+    cache: Mutex<HashMap<TemplateKey, Option<Arc<jsonschema::Validator>>>>,
 }
 
 impl Schemas {
@@ -82,24 +89,21 @@ impl Schemas {
         pool: &PgPool,
         request: &TaskRequest,
     ) -> Result<(), OrchestrationError> {
-        let template = format!("{}/{}@{}", request.namespace, request.name, request.version);
         let mut problems = check_request(request);
         if problems.is_empty() {
             if let Some(validator) = self.validator(pool, request).await? {
                 problems.extend(validator.iter_errors(&request.context).map(|e| {
-                    let at = e.instance_path().to_string();
-                    let at = if at.is_empty() {
-                        String::new()
-                    } else {
-                        at.replace('/', ".")
-                    };
+                    let at = e.instance_path().to_string().replace('/', ".");
                     format!("context{at}: {e}")
                 }));
             }
         }
         match problems.is_empty() {
             true => Ok(()),
-            false => Err(OrchestrationError::InvalidRequest { template, problems }),
+            false => Err(OrchestrationError::InvalidRequest {
+                template: request.template_key().to_string(),
+                problems,
+            }),
         }
     }
 
@@ -108,11 +112,7 @@ impl Schemas {
         pool: &PgPool,
         request: &TaskRequest,
     ) -> Result<Option<Arc<jsonschema::Validator>>, OrchestrationError> {
-        let key = (
-            request.namespace.clone(),
-            request.name.clone(),
-            request.version.clone(),
-        );
+        let key = request.template_key();
         if let Some(cached) = self.cache.lock().expect("schema cache").get(&key) {
             return Ok(cached.clone());
         }
@@ -121,16 +121,13 @@ impl Schemas {
                JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
               WHERE ns.name = $1 AND nt.name = $2 AND nt.version = $3",
         )
-        .bind(&key.0)
-        .bind(&key.1)
-        .bind(&key.2)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .bind(&key.version)
         .fetch_optional(pool)
         .await?;
         let Some((schema,)) = row else {
-            return Err(OrchestrationError::UnknownTemplate(format!(
-                "{}/{}@{}",
-                key.0, key.1, key.2
-            )));
+            return Err(OrchestrationError::UnknownTemplate(key.to_string()));
         };
         // Templates are validated when loaded, so a stored schema compiles;
         // one that does not (written by other means) checks nothing.

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::OrchestrationError;
+use crate::template::TemplateKey;
 
 /// A request to run a template. Creating the same request twice (same
 /// template and idempotency key, or same context when there is no key)
@@ -61,6 +62,17 @@ impl TaskRequest {
     }
 }
 
+impl TaskRequest {
+    /// The template this request runs.
+    pub fn template_key(&self) -> TemplateKey {
+        TemplateKey {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct TaskCreated {
     pub task_uuid: Uuid,
@@ -94,14 +106,13 @@ pub async fn create_task(
     .await
     .map_err(
         |error| match error.as_database_error().and_then(|e| e.code()) {
-            Some(code) if code == "TK004" => OrchestrationError::UnknownTemplate(format!(
-                "{}/{}@{}",
-                request.namespace, request.name, request.version
-            )),
+            Some(code) if code == "TK004" => {
+                OrchestrationError::UnknownTemplate(request.template_key().to_string())
+            }
             // What the database refused for its content (e.g. a NUL that
             // a caller of this function did not check for).
             _ if crate::database::is_data_error(&error) => OrchestrationError::InvalidRequest {
-                template: format!("{}/{}@{}", request.namespace, request.name, request.version),
+                template: request.template_key().to_string(),
                 problems: vec![format!("the database cannot store this request: {error}")],
             },
             _ => OrchestrationError::Sql(error),

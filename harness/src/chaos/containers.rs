@@ -230,9 +230,7 @@ const PG_READY: &str = "database system is ready to accept connections";
 
 impl PgContainer {
     pub async fn start(name: &str, network: &Network, socket_dir: &Path) -> anyhow::Result<Self> {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::create_dir_all(socket_dir)?;
-        std::fs::set_permissions(socket_dir, std::fs::Permissions::from_mode(0o777))?;
+        super::create_shared_dir(socket_dir)?;
         let address = network.address(2);
         let mut args = run_args(name, network, &address);
         let mount = format!("{}:{SOCKET_TARGET}", socket_dir.display());

@@ -232,22 +232,22 @@ impl Fleet {
     /// Cut the member off the network (containers only); `reconnect`
     /// brings it back at the same address.
     pub fn disconnect(&self, at: usize) -> anyhow::Result<()> {
-        let (Runtime::Containers { network, .. }, Some(name)) =
-            (&self.runtime, &self.members[at].container)
-        else {
-            bail!("cutting the network needs the campaign in containers (--containers)");
-        };
+        let (network, name) = self.on_network(at)?;
         docker(&["network", "disconnect", &network.name, name]).map(|_| ())
     }
 
     pub fn reconnect(&self, at: usize) -> anyhow::Result<()> {
-        let (Runtime::Containers { network, .. }, Some(name)) =
-            (&self.runtime, &self.members[at].container)
-        else {
-            bail!("cutting the network needs the campaign in containers (--containers)");
-        };
+        let (network, name) = self.on_network(at)?;
         let address = network.address(10 + at as u8);
         docker(&["network", "connect", "--ip", &address, &network.name, name]).map(|_| ())
+    }
+
+    /// The network and the container of member `at`.
+    fn on_network(&self, at: usize) -> anyhow::Result<(&Network, &str)> {
+        match (&self.runtime, &self.members[at].container) {
+            (Runtime::Containers { network, .. }, Some(name)) => Ok((network, name)),
+            _ => bail!("cutting the network needs the campaign in containers (--containers)"),
+        }
     }
 
     /// Stop every member (resumed first; SIGTERM, the engine's graceful
