@@ -55,6 +55,8 @@ impl Claimer {
     pub async fn run(self) {
         let queue: Arc<str> = Arc::from(self.queue.as_str());
         let mut outage = Outage::default();
+        // Named once: the success path below runs on every claim.
+        let what = format!("claiming steps from {}", self.queue);
         loop {
             // Wait for room to run at least one handler, then claim as many
             // steps as there is room for (up to the batch size).
@@ -75,11 +77,11 @@ impl Claimer {
             let wanted = permits.len();
             let claimed = match self.claim(wanted).await {
                 Ok(claimed) => {
-                    outage.recovered(&format!("claiming steps from {}", self.queue));
+                    outage.recovered(&what);
                     claimed
                 }
                 Err(error) => {
-                    outage.failed(&format!("claiming steps from {}", self.queue), &error);
+                    outage.failed(&what, &error);
                     drop(permits);
                     // The listener wakes every claimer when its connection
                     // is back; until then, retry at the fallback poll.
