@@ -72,6 +72,12 @@ pub struct StepView {
     pub next_retry_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// What the step was given beside its parents' results: a batch
+    /// worker's batch and cursor range, a convergence step's batches.
+    pub inputs: Option<Value>,
+    /// Every checkpoint a batch worker saved, oldest first:
+    /// `[{sequence, attempt, cursor, partial, created_at}]`.
+    pub checkpoints: Value,
 }
 
 /// A task the staleness detector moved to the dead letters.
@@ -160,7 +166,12 @@ impl TaskerClient {
         let steps = sqlx::query_as::<_, StepView>(
             "SELECT s.workflow_step_uuid, s.name, tasker.step_state_of(s.workflow_step_uuid) AS state,
                     s.attempts, s.max_attempts, s.results, s.last_error, s.next_retry_at,
-                    s.created_at, s.processed_at
+                    s.created_at, s.processed_at, s.inputs,
+                    coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                  'sequence', c.sequence, 'attempt', c.attempt, 'cursor', c.cursor,
+                                  'partial', c.partial, 'created_at', c.created_at) ORDER BY c.sequence)
+                                FROM tasker.workflow_step_checkpoints c
+                               WHERE c.workflow_step_uuid = s.workflow_step_uuid), '[]') AS checkpoints
                FROM tasker.workflow_steps s WHERE s.task_uuid = $1
               ORDER BY s.created_at, s.name",
         )

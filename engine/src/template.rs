@@ -36,6 +36,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod batch;
+pub use batch::{worker_step_name, BatchConfig, MAX_BATCHES};
+
 /// Longest accepted `namespace_name`. The namespace becomes the queue name
 /// `worker_<namespace>_queue` (13 more characters), and pgmq refuses queue
 /// names longer than 47 characters.
@@ -123,6 +126,9 @@ pub struct StepTemplate {
     pub retry: RetryPolicy,
     #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u32,
+    /// For a batchable step: how its work is cut and run (see [`batch`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_config: Option<BatchConfig>,
 }
 
 fn default_timeout_seconds() -> u32 {
@@ -171,8 +177,11 @@ pub enum StepType {
     /// Chooses at run time which of its dependent steps run; the others are
     /// skipped.
     Decision,
+    /// Decides at run time how its work is cut into batches.
     Batchable,
+    /// The template of one batch's step: created once per batch.
     BatchWorker,
+    /// Runs once, after every batch worker is complete.
     DeferredConvergence,
 }
 
@@ -185,11 +194,6 @@ impl StepType {
             StepType::BatchWorker => "batch_worker",
             StepType::DeferredConvergence => "deferred_convergence",
         }
-    }
-
-    /// Whether the engine can run steps of this type yet.
-    pub fn is_supported(self) -> bool {
-        matches!(self, StepType::Standard | StepType::Decision)
     }
 }
 
@@ -342,6 +346,7 @@ impl TaskTemplate {
         let mut problems = Vec::new();
         self.check_header(&mut problems);
         self.check_steps(&mut problems);
+        self.check_batches(&mut problems);
         self.check_cycles(&mut problems);
         if problems.is_empty() {
             Ok(())
@@ -411,12 +416,6 @@ impl TaskTemplate {
                         at.join(", ")
                     ));
                 }
-            }
-            if !step.step_type.is_supported() {
-                problems.push(format!(
-                    "{label}: type '{}' is not supported yet",
-                    step.step_type
-                ));
             }
             if step.handler.callable.trim().is_empty() {
                 problems.push(format!("{label}: handler.callable is missing or empty"));
@@ -772,7 +771,7 @@ mod tests {
             }
         }
         let all = load_dir(Path::new(TEMPLATES)).unwrap();
-        assert_eq!(all.len(), 5);
+        assert_eq!(all.len(), 7);
     }
 
     #[test]
@@ -926,21 +925,20 @@ mod tests {
         let text = yaml_with_steps(concat!(
             "  - name: a\n    handler: {callable: x.y}\n    dependencies: [a]\n",
             "  - name: pick\n    type: decision\n    handler: {callable: x.y}\n",
-            "  - name: batch\n    type: batchable\n    handler: {callable: x.y, initialization: [1]}\n",
+            "  - name: batch\n    handler: {callable: x.y, initialization: [1]}\n",
             "    retry: {backoff_base_ms: 500, max_backoff_ms: 100}\n    timeout_seconds: 0\n",
         ));
         let err = TaskTemplate::from_yaml_str(&text, "s.yaml").unwrap_err();
         let TemplateError::Invalid { problems, .. } = &err else {
             panic!("{err}")
         };
-        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
         let m = err.to_string();
         assert_mentions(
             &m,
             &[
                 "'a': depends on itself",
                 "'pick': decision",
-                "'batch': type 'batchable' is not supported yet",
                 "initialization",
                 "max_backoff_ms",
                 "timeout_seconds",

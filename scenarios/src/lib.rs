@@ -4,12 +4,16 @@
 //! Handlers do small real arithmetic on the task context
 //! (`{"even_number": N}`, or `{"amount": A}` for the conditional scenario)
 //! so that a finished task's result can be checked: linear gives N^16,
-//! diamond N^8, complex_dag 3·N^8, hierarchical_tree N^32. Each template
-//! file documents its steps' arithmetic at the top.
+//! diamond N^8, complex_dag 3·N^8, hierarchical_tree N^32. The batch
+//! scenarios (`{"dataset": "products_<rows>"}`) sum a generated products
+//! CSV file ([`data`]) by category in batches of rows ([`batch`]). Each
+//! template file documents its steps at the top.
 
 mod arithmetic;
+pub mod batch;
 pub mod chaos;
 mod conditional;
+pub mod data;
 
 use std::path::PathBuf;
 
@@ -17,6 +21,7 @@ use tasker_engine::template::{self, TaskTemplate, TemplateError};
 use tasker_engine::HandlerRegistry;
 
 pub use arithmetic::{Multiply, Square, Sum};
+pub use batch::{AggregateTotals, AnalyzeCsv, ProcessCsvBatch};
 pub use conditional::{Approve, Finalize, Review, Route, Validate};
 
 /// Where the scenario templates are.
@@ -61,7 +66,10 @@ fn scenario_registry() -> HandlerRegistry {
         .register("conditional.route", Route)
         .register("conditional.approve", Approve)
         .register("conditional.review", Review)
-        .register("conditional.finalize", Finalize);
+        .register("conditional.finalize", Finalize)
+        .register("batch.analyze_csv", AnalyzeCsv)
+        .register("batch.process_csv_batch", ProcessCsvBatch)
+        .register("batch.aggregate_totals", AggregateTotals);
     registry
 }
 
@@ -73,9 +81,33 @@ mod tests {
     fn every_scenario_template_has_its_handlers() {
         let registry = registry();
         let templates = templates().expect("scenario templates load");
-        assert_eq!(templates.len(), 5);
+        assert_eq!(templates.len(), 7);
         for template in &templates {
             registry.check(template).expect("handlers registered");
+        }
+    }
+
+    #[test]
+    fn batch_templates_take_a_products_dataset() {
+        use serde_json::json;
+        for name in ["batch_1000_rows", "batch_100k_rows"] {
+            let template = template(name).expect("batch template");
+            let schema = template.input_schema.expect("input_schema");
+            let validator = jsonschema::validator_for(&schema).expect("valid schema");
+            for good in [
+                json!({"dataset": "products_1000"}),
+                json!({"dataset": "products_100000", "fail_once_at_row": 250}),
+            ] {
+                assert!(validator.is_valid(&good), "{name}: {good}");
+            }
+            for bad in [
+                json!({}),
+                json!({"dataset": "orders_10"}),
+                json!({"dataset": "products_10; rm"}),
+                json!({"dataset": "products_10", "fail_once_at_row": "5"}),
+            ] {
+                assert!(!validator.is_valid(&bad), "{name}: {bad}");
+            }
         }
     }
 }

@@ -12,6 +12,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use sqlx::PgPool;
+
+use super::batch::Checkpoints;
 use super::claim::{ClaimedStep, Dispatch};
 use super::handler::{HandlerError, HandlerRegistry, StepContext};
 use crate::telemetry::spawn_named;
@@ -34,6 +37,8 @@ pub struct Completion {
 
 pub(crate) struct Dispatcher {
     pub registry: Arc<HandlerRegistry>,
+    /// Where batch workers' checkpoints are saved (committed synchronously).
+    pub pool: PgPool,
     pub completions: mpsc::Sender<Completion>,
     pub worker_id: String,
     pub injected_delay: Duration,
@@ -51,6 +56,7 @@ impl Dispatcher {
         }) = dispatch.recv().await
         {
             let registry = self.registry.clone();
+            let pool = self.pool.clone();
             let completions = self.completions.clone();
             let worker_id = worker_id.clone();
             let injected_delay = self.injected_delay;
@@ -72,7 +78,7 @@ impl Dispatcher {
                             tokio::task::spawn_blocking(move || std::thread::sleep(injected_delay))
                                 .await;
                     }
-                    let outcome = run_step(&registry, step).await;
+                    let outcome = run_step(&registry, step, pool).await;
                     let completion = Completion {
                         queue,
                         msg_id,
@@ -99,6 +105,7 @@ impl Dispatcher {
 pub(crate) async fn run_step(
     registry: &HandlerRegistry,
     step: ClaimedStep,
+    checkpoint_pool: PgPool,
 ) -> Result<Value, HandlerError> {
     let Some(handler) = registry.get(&step.handler_callable) else {
         return Err(HandlerError::permanent(
@@ -111,7 +118,7 @@ pub(crate) async fn run_step(
     };
     let timeout = Duration::from_secs(step.timeout_seconds.max(1) as u64);
     let is_decision = step.step_type == "decision";
-    let context = step_context(step);
+    let context = step_context(step, checkpoint_pool);
     let run = AssertUnwindSafe(handler.call(&context)).catch_unwind();
     let result = match tokio::time::timeout(timeout, run).await {
         Err(_) => Err(HandlerError::retryable(
@@ -137,7 +144,7 @@ pub(crate) async fn run_step(
     }
 }
 
-fn step_context(step: ClaimedStep) -> StepContext {
+fn step_context(step: ClaimedStep, checkpoint_pool: PgPool) -> StepContext {
     let dependency_results: HashMap<String, Value> = match step.dependency_results {
         Value::Object(map) => map.into_iter().collect(),
         _ => HashMap::new(),
@@ -152,6 +159,10 @@ fn step_context(step: ClaimedStep) -> StepContext {
         inputs: step.inputs,
         attempt: step.attempt.max(1) as u32,
         child_steps: step.child_step_names,
+        checkpoints: Some(Checkpoints {
+            pool: checkpoint_pool,
+            claim_token: step.claim_token,
+        }),
     }
 }
 

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::template::TaskTemplate;
+use super::batch::{BatchInputs, Checkpoint, Checkpoints, ConvergenceInputs};
+use crate::template::{BatchConfig, TaskTemplate};
 
 /// Everything a handler sees of its step.
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct StepContext {
     /// Names of the steps that depend on this one (a decision step chooses
     /// among them).
     pub child_steps: Vec<String>,
+    /// Where this claim saves and reads checkpoints; `None` for a step not
+    /// claimed from a queue.
+    pub(crate) checkpoints: Option<Checkpoints>,
 }
 
 impl StepContext {
@@ -39,6 +43,91 @@ impl StepContext {
             HandlerError::permanent(
                 "MissingDependency",
                 format!("step '{}' has no result from '{step}'", self.step_name),
+            )
+        })
+    }
+
+    /// The step's `batch_config` from its template; for a batchable step
+    /// (its handler cuts ranges of `batch_size`).
+    pub fn batch_config(&self) -> Result<BatchConfig, HandlerError> {
+        self.inputs_field("batch_config", "batchable")
+    }
+
+    /// Which batch this batch worker runs, and its cursor range; a
+    /// permanent error for a step that is not a batch worker.
+    pub fn batch(&self) -> Result<BatchInputs, HandlerError> {
+        self.inputs_field("batch", "batch_worker")
+    }
+
+    /// The batch workers' results, in batch order (empty when the
+    /// batchable step made no batches); for a deferred convergence step.
+    pub fn batch_results(&self) -> Result<Vec<&Value>, HandlerError> {
+        let batches: ConvergenceInputs = self.inputs_field("batches", "deferred_convergence")?;
+        batches
+            .workers
+            .iter()
+            .map(|worker| self.dependency(worker))
+            .collect()
+    }
+
+    /// Why the batchable step made no batches, when it made none; for a
+    /// deferred convergence step.
+    pub fn no_batches_reason(&self) -> Option<String> {
+        self.inputs_field::<ConvergenceInputs>("batches", "deferred_convergence")
+            .ok()?
+            .none
+    }
+
+    /// Save a batch worker's progress: `cursor` is where the work got to,
+    /// `partial` its result so far. A retry of the step (after a failure or
+    /// a lost worker) reads it with [`StepContext::checkpoint`]; every
+    /// checkpoint is kept in the step's history. Refused, with a
+    /// `ClaimLost` error, once this claim's lease has lapsed and the step
+    /// belongs to another claim.
+    pub async fn save_checkpoint(&self, cursor: Value, partial: Value) -> Result<(), HandlerError> {
+        self.checkpoints()?
+            .save(self.step_uuid, &cursor, &partial)
+            .await
+    }
+
+    /// The last checkpoint saved for this step, by an earlier attempt:
+    /// resume from its cursor. On a first attempt there can be none, and
+    /// this returns `None` without asking the database.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, HandlerError> {
+        if self.attempt <= 1 {
+            return Ok(None);
+        }
+        self.checkpoints()?.load(self.step_uuid).await
+    }
+
+    fn checkpoints(&self) -> Result<&Checkpoints, HandlerError> {
+        self.checkpoints.as_ref().ok_or_else(|| {
+            HandlerError::permanent(
+                "CheckpointUnavailable",
+                format!("step '{}' was not claimed from a queue", self.step_name),
+            )
+        })
+    }
+
+    fn inputs_field<T: serde::de::DeserializeOwned>(
+        &self,
+        field: &str,
+        step_type: &str,
+    ) -> Result<T, HandlerError> {
+        let value = self.inputs.as_ref().and_then(|inputs| inputs.get(field));
+        let Some(value) = value else {
+            return Err(HandlerError::permanent(
+                "NotABatchStep",
+                format!(
+                    "step '{}' has no '{field}' inputs: it is not a {step_type} step",
+                    self.step_name
+                ),
+            ));
+        };
+        T::deserialize(value).map_err(|error| {
+            HandlerError::permanent(
+                "InvalidBatchInputs",
+                format!("step '{}': inputs.{field}: {error}", self.step_name),
             )
         })
     }

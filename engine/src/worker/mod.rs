@@ -15,6 +15,7 @@
 //! `tasker.claim_steps` / `tasker.submit_step_results`); the step's message
 //! is deleted in the same transaction that records its result.
 
+pub mod batch;
 mod claim;
 mod dispatch;
 pub mod handler;
@@ -35,6 +36,7 @@ use crate::database::{self, DatabaseError, PoolSettings};
 use crate::queue::{worker_queue, Wakeups};
 use crate::telemetry::spawn_named;
 use crate::template::TaskTemplate;
+pub use batch::{BatchInputs, Batches, Checkpoint, CursorRange};
 pub use handler::{HandlerError, HandlerRegistry, MissingHandler, StepContext, StepHandler};
 
 /// A running worker. Dropping the handle does not stop it; call `shutdown`.
@@ -147,6 +149,7 @@ impl Worker {
         drop(dispatch_tx);
         let dispatcher = dispatch::Dispatcher {
             registry: Arc::new(registry),
+            pool: pool.clone(),
             completions: completion_tx,
             worker_id: worker_id.clone(),
             injected_delay: std::time::Duration::from_micros(config.injected_delay_us),

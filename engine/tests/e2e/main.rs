@@ -3,6 +3,7 @@
 //! per test. No mocks of the database or the queues.
 
 mod api;
+mod batches;
 mod failures;
 mod fuzz;
 mod leases;

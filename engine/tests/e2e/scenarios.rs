@@ -200,3 +200,79 @@ async fn many_tasks_at_once_all_complete() {
     }
     engine.shutdown().await;
 }
+
+/// Revenue (cents) and quantity per category of a products CSV, summed
+/// here with plain string splitting: independent of the scenario's
+/// handlers and of the csv crate.
+fn products_totals(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut categories = serde_json::Map::new();
+    let (mut revenue, mut quantity, mut rows) = (0i64, 0i64, 0i64);
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (units, cents) = fields[2].split_once('.').unwrap();
+        let price: i64 = units.parse::<i64>().unwrap() * 100 + cents.parse::<i64>().unwrap();
+        let count: i64 = fields[3].parse().unwrap();
+        let entry = categories
+            .entry(fields[1].to_string())
+            .or_insert(json!({"revenue_cents": 0, "quantity": 0}));
+        entry["revenue_cents"] = json!(entry["revenue_cents"].as_i64().unwrap() + price * count);
+        entry["quantity"] = json!(entry["quantity"].as_i64().unwrap() + count);
+        revenue += price * count;
+        quantity += count;
+        rows += 1;
+    }
+    json!({"rows": rows, "revenue_cents": revenue, "quantity": quantity, "categories": categories})
+}
+
+#[tokio::test]
+async fn batch_1000_rows_totals_match_the_file() {
+    let (engine, task) = run_scenario("batch_1000_rows", json!({"dataset": "products_1000"})).await;
+    let mut totals = result_of(&engine, task, "aggregate_totals").await;
+    assert_eq!(totals["batches"], json!(5));
+    totals.as_object_mut().unwrap().remove("batches");
+    let path = tasker_scenarios::data::dataset_path("products_1000");
+    assert_eq!(totals, products_totals(&path));
+    let steps = engine.client.list_steps(task).await.unwrap();
+    let workers: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.name.starts_with("process_csv_batch_"))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(workers.len(), 5, "{workers:?}");
+    assert_full_history(&engine, task).await;
+}
+
+#[tokio::test]
+async fn a_batch_failing_mid_range_resumes_from_its_checkpoint() {
+    // Row 650 is in batch 3 ([600, 800)): its first attempt checkpoints
+    // there and fails; the second reads only rows 650..800.
+    let (engine, task) = run_scenario(
+        "batch_1000_rows",
+        json!({"dataset": "products_1000", "fail_once_at_row": 650}),
+    )
+    .await;
+    let batch = result_of(&engine, task, "process_csv_batch_003").await;
+    assert_eq!(batch["start_row"], json!(650));
+    assert_eq!(
+        batch["rows_read"],
+        json!(150),
+        "rows re-read after the checkpoint"
+    );
+    assert_eq!(batch["rows"], json!(200));
+    let steps = engine.client.list_steps(task).await.unwrap();
+    let worker = steps
+        .iter()
+        .find(|s| s.name == "process_csv_batch_003")
+        .unwrap();
+    assert_eq!(worker.attempts, 2);
+    assert_eq!(worker.checkpoints[0]["cursor"]["row"], json!(650));
+    let mut totals = result_of(&engine, task, "aggregate_totals").await;
+    totals.as_object_mut().unwrap().remove("batches");
+    let path = tasker_scenarios::data::dataset_path("products_1000");
+    assert_eq!(
+        totals,
+        products_totals(&path),
+        "no row lost or counted twice"
+    );
+}
