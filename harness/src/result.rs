@@ -68,6 +68,13 @@ pub struct ScenarioResult {
     pub tier: u8,
     /// `namespace/name@version` of the template.
     pub template: String,
+    /// Items (CSV rows) one task processes, for scenarios that have them
+    /// (the batch tier): rows/s is this over a task's latency. Absent in
+    /// results written before it existed, and for other scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Steps of one task as counted in the database after the measured
+    /// tasks finished (a batch task's batches are steps made at run time).
     pub steps_per_task: u32,
     pub latency: Option<LatencyResult>,
     /// One point per arrival rate, in the order run.
@@ -199,6 +206,26 @@ impl RunResult {
     pub fn scenario(&self, name: &str) -> Option<&ScenarioResult> {
         self.scenarios.iter().find(|s| s.name == name)
     }
+}
+
+impl ScenarioResult {
+    /// Rows a second of one task end to end: its rows over the sequential
+    /// P50 latency. None without rows or a latency run.
+    pub fn rows_per_second_at_p50(&self) -> Option<f64> {
+        let p50_us = self.latency.as_ref()?.summary.p50_us;
+        rows_per_second(self.rows?, p50_us)
+    }
+
+    /// Rows a second under load: the tasks completed a second at `point`
+    /// times the rows of each. None without rows.
+    pub fn rows_per_second_under(&self, point: &ThroughputPoint) -> Option<f64> {
+        Some(self.rows? as f64 * point.achieved_tasks_per_second)
+    }
+}
+
+/// `rows` processed in `latency_us` microseconds, per second.
+pub fn rows_per_second(rows: u64, latency_us: u64) -> Option<f64> {
+    (latency_us > 0).then(|| rows as f64 * 1e6 / latency_us as f64)
 }
 
 impl Summary {

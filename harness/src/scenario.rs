@@ -28,6 +28,10 @@ pub struct Scenario {
     pub context: toml::Value,
     /// The step whose result is checked on every task, and its value.
     pub expect: Option<Expectation>,
+    /// Items one task processes (the batch tier's CSV rows): runs then
+    /// also report rows/s.
+    #[serde(default)]
+    pub rows: Option<u64>,
     #[serde(default)]
     pub latency: Option<LatencyPlan>,
     #[serde(default)]
@@ -121,6 +125,9 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<Scenario>> {
         }
         if !scenario.context.is_table() {
             bail!("{at}: context must be a table");
+        }
+        if scenario.rows == Some(0) {
+            bail!("{at}: rows must be at least 1");
         }
         if let Some(plan) = &scenario.latency {
             if plan.samples < 1 {

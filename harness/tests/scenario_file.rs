@@ -47,6 +47,24 @@ fn a_good_file_loads() {
 }
 
 #[test]
+fn rows_are_optional_and_the_batch_tier_has_them() {
+    let (_dir, path) = write(GOOD);
+    assert_eq!(scenario::load(&path).unwrap()[0].rows, None);
+    let (_dir, path) = write(&GOOD.replace("tier = 1", "tier = 1\nrows = 1000"));
+    assert_eq!(scenario::load(&path).unwrap()[0].rows, Some(1000));
+    let all = scenario::load(&scenario::default_path()).unwrap();
+    let tier5 = scenario::select(all, &[5], &[]).unwrap();
+    let rows: Vec<(&str, Option<u64>)> = tier5.iter().map(|s| (s.name.as_str(), s.rows)).collect();
+    assert_eq!(
+        rows,
+        [
+            ("batch_1000_rows", Some(1000)),
+            ("batch_100k_rows", Some(100_000))
+        ]
+    );
+}
+
+#[test]
 fn errors_name_the_file_and_the_field() {
     let cases = [
         (GOOD.replace("tier = 1", "tier = 9"), "tier"),
@@ -64,6 +82,11 @@ fn errors_name_the_file_and_the_field() {
             "sampels",
         ),
         (GOOD.replace("tier = 1", "tier = \"one\""), "tier"),
+        (GOOD.replace("tier = 1", "tier = 1\nrows = 0"), "rows"),
+        (
+            GOOD.replace("tier = 1", "tier = 1\nrows = \"many\""),
+            "rows",
+        ),
         (format!("{GOOD}{GOOD}"), "used twice"),
     ];
     for (text, needle) in cases {

@@ -32,6 +32,11 @@ async fn a_tiny_run_writes_a_result_that_reads_back() {
     assert_eq!(back, result);
 
     let linear = back.scenario("linear").unwrap();
+    // Counted in the database, the template's count for templates without
+    // batches: the conditional workflow's skipped steps are steps too.
+    assert_eq!(linear.steps_per_task, 4);
+    assert_eq!(back.scenario("conditional").unwrap().steps_per_task, 7);
+    assert_eq!(linear.rows, None);
     let latency = linear.latency.as_ref().unwrap();
     assert_eq!(latency.samples_us.len(), 5);
     assert_eq!(latency.summary.count, 5);
@@ -61,6 +66,47 @@ async fn a_tiny_run_writes_a_result_that_reads_back() {
     );
     assert!(back.postgres.settings.contains_key("fsync"));
     assert_eq!(back.postgres.backend, "local");
+}
+
+#[tokio::test]
+async fn a_tiny_batch_run_counts_its_batches_as_steps_and_groups_their_phases() {
+    let cluster = tasker_engine::postgres::shared().expect("local PostgreSQL");
+    let mut scenarios = scenario::select(
+        scenario::load(&scenario::default_path()).unwrap(),
+        &[],
+        &["batch_1000_rows".to_string()],
+    )
+    .unwrap();
+    scenarios[0].latency.as_mut().unwrap().warmup = 2;
+    let plan = RunPlan {
+        scenarios,
+        engine_config: TaskerConfig::default(),
+        admin_url: cluster.admin_url(),
+        backend: "local".into(),
+        reason: "test".into(),
+        samples: Some(3),
+        latency_only: true,
+    };
+    let result = run::run(&plan).await.expect("run succeeds");
+    let batch = result.scenario("batch_1000_rows").unwrap();
+    // analyze_csv, 5 batches, aggregate_totals.
+    assert_eq!(batch.steps_per_task, 7);
+    assert_eq!(batch.rows, Some(1000));
+    let phases = batch.phases.as_ref().unwrap();
+    let names: Vec<&str> = phases.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        names,
+        ["analyze_csv", "process_csv_batch", "aggregate_totals"]
+    );
+    // The task's sum adds all 5 batches' handler time.
+    let handler = |i: usize| phases.steps[i].handler_us;
+    let sum = handler(0) + 5.0 * handler(1) + handler(2);
+    assert!(
+        (phases.per_task.handler_us - sum).abs() < 1e-6 * sum.max(1.0),
+        "{} vs {sum}",
+        phases.per_task.handler_us
+    );
+    assert!(batch.rows_per_second_at_p50().unwrap() > 0.0);
 }
 
 #[tokio::test]

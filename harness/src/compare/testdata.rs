@@ -63,6 +63,7 @@ pub fn scenario(name: &str, samples_us: Vec<u64>, costs: StepCosts) -> ScenarioR
         name: name.to_string(),
         tier: 1,
         template: format!("{name}/{name}_workflow@1.0.0"),
+        rows: None,
         steps_per_task: 4,
         latency: Some(LatencyResult {
             warmup: 100,

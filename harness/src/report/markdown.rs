@@ -131,14 +131,21 @@ fn reference(run: &RunResult) -> Vec<String> {
 
 fn tier_table(run: &RunResult, tier: u8, baseline: Option<&RunResult>) -> Vec<String> {
     let mut md = section(&format!("## Tier {tier}: sequential latency"), None);
+    let scenarios: Vec<&ScenarioResult> = run.scenarios.iter().filter(|s| s.tier == tier).collect();
+    // A rows/s column in tiers whose scenarios process rows (the batch tier).
+    let with_rows = scenarios.iter().any(|s| s.rows.is_some());
     let mut names = "scenario|steps/task|P50 ms|P95 ms|P99 ms|max ms|mean ms".to_string();
-    names.push_str("|tasks/s (sequential)|Tasker P50");
+    names.push_str("|tasks/s (sequential)");
+    if with_rows {
+        names.push_str("|rows/s (rows / P50)");
+    }
+    names.push_str("|Tasker P50");
     if baseline.is_some() {
         names.push_str("|baseline P50 ms|P50 change");
     }
     md.extend(table_head(&names));
-    for s in run.scenarios.iter().filter(|s| s.tier == tier) {
-        md.push(row(&latency_cells(s, baseline)));
+    for s in scenarios {
+        md.push(row(&latency_cells(s, baseline, with_rows)));
     }
     md.push(String::new());
     if let Some(b) = baseline.filter(|b| !b.comparable_wall_clock(run)) {
@@ -152,10 +159,10 @@ fn tier_table(run: &RunResult, tier: u8, baseline: Option<&RunResult>) -> Vec<St
     md
 }
 
-fn latency_cells(s: &ScenarioResult, baseline: Option<&RunResult>) -> Vec<String> {
+fn latency_cells(s: &ScenarioResult, baseline: Option<&RunResult>, with_rows: bool) -> Vec<String> {
     let mut cells = vec![s.name.clone(), s.steps_per_task.to_string()];
     let Some(latency) = &s.latency else {
-        let columns = if baseline.is_some() { 9 } else { 7 };
+        let columns = 7 + usize::from(with_rows) + 2 * usize::from(baseline.is_some());
         cells.extend(std::iter::repeat_n(DASH.to_string(), columns));
         return cells;
     };
@@ -164,6 +171,9 @@ fn latency_cells(s: &ScenarioResult, baseline: Option<&RunResult>) -> Vec<String
     cells.extend(values);
     cells.push(ms(sum.mean_us));
     cells.push(format!("{:.1}", latency.tasks_per_second));
+    if with_rows {
+        cells.push(rows_per_second(s.rows_per_second_at_p50()));
+    }
     cells.push(published_p50(s).unwrap_or(DASH).into());
     if let Some(b) = baseline {
         let base = b
@@ -174,6 +184,11 @@ fn latency_cells(s: &ScenarioResult, baseline: Option<&RunResult>) -> Vec<String
         cells.push(base.map_or(DASH.into(), |us| change(us as f64, sum.p50_us as f64)));
     }
     cells
+}
+
+/// Rows/s as a cell: whole rows, or a dash.
+fn rows_per_second(rate: Option<f64>) -> String {
+    rate.map_or(DASH.into(), |r| format!("{r:.0}"))
 }
 
 fn change(before: f64, after: f64) -> String {

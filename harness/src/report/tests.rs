@@ -282,3 +282,173 @@ fn write_report_writes_the_markdown_and_its_plots() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The sample plus the batch tier: batch_1000_rows (P50 `p50_1000_ms`,
+/// with the linear scenario's throughput points) and batch_100k_rows
+/// (P50 `p50_100k_ms`, latency only).
+fn with_batches(p50_1000_ms: u64, p50_100k_ms: u64) -> RunResult {
+    let mut run = sample();
+    let linear = run.scenario("linear").unwrap().clone();
+    let batch = |name: &str, rows: u64, steps: u32, p50_ms: u64, throughput| {
+        let mut s = linear.clone();
+        s.name = name.into();
+        s.tier = 5;
+        s.template = format!("batch/{name}@1.0.0");
+        s.rows = Some(rows);
+        s.steps_per_task = steps;
+        s.throughput = throughput;
+        let latency = s.latency.as_mut().unwrap();
+        latency.samples_us = vec![p50_ms * 1000; 20];
+        latency.summary = Summary::of(&latency.samples_us);
+        s
+    };
+    run.scenarios.push(batch(
+        "batch_1000_rows",
+        1000,
+        7,
+        p50_1000_ms,
+        linear.throughput.clone(),
+    ));
+    run.scenarios
+        .push(batch("batch_100k_rows", 100_000, 22, p50_100k_ms, vec![]));
+    run
+}
+
+#[test]
+fn tasker_published_batch_figure_is_shown_beside_batch_1000_rows() {
+    let run = with_batches(30, 400);
+    let batch = run.scenario("batch_1000_rows").unwrap();
+    assert_eq!(template_name(batch), "batch_1000_rows");
+    assert_eq!(published_p50(batch), Some("358–368 ms"));
+    assert_eq!(
+        published_p50(run.scenario("batch_100k_rows").unwrap()),
+        None
+    );
+    let md = render_markdown(&run, None, None, &[]);
+    assert!(md.contains("## Tier 5: sequential latency"));
+    let head = md
+        .lines()
+        .find(|l| l.starts_with("| scenario |") && l.contains("rows/s"))
+        .expect("tier 5 has a rows/s column");
+    let head: Vec<&str> = head.trim_matches('|').split('|').map(str::trim).collect();
+    let tasker = head.iter().position(|c| *c == "Tasker P50").unwrap();
+    assert_eq!(row_cells(&md, "batch_1000_rows")[tasker], "358–368 ms");
+    assert_eq!(row_cells(&md, "batch_1000_rows")[1], "7", "steps per task");
+    // The tiers without rows keep their columns.
+    assert_eq!(row_cells(&md, "linear")[8], "255 ms");
+}
+
+#[test]
+fn rows_per_second_is_rows_over_the_p50_and_under_load() {
+    let run = with_batches(25, 400);
+    let md = render_markdown(&run, None, None, &[]);
+    let head = md
+        .lines()
+        .find(|l| l.starts_with("| scenario |") && l.contains("rows/s"))
+        .unwrap();
+    let head: Vec<&str> = head.trim_matches('|').split('|').map(str::trim).collect();
+    let column = head.iter().position(|c| c.starts_with("rows/s")).unwrap();
+    assert_eq!(column, 8, "after tasks/s (sequential)");
+    let p50 = |name: &str| {
+        run.scenario(name)
+            .unwrap()
+            .latency
+            .as_ref()
+            .unwrap()
+            .summary
+            .p50_us as f64
+    };
+    let expected = |rows: f64, name: &str| format!("{:.0}", rows * 1e6 / p50(name));
+    assert_eq!(
+        row_cells(&md, "batch_1000_rows")[column],
+        expected(1000.0, "batch_1000_rows")
+    );
+    assert_eq!(
+        row_cells(&md, "batch_100k_rows")[column],
+        expected(100_000.0, "batch_100k_rows")
+    );
+    // Under load: achieved tasks/s × rows, in a rows/s column of the
+    // batch scenario's throughput table only.
+    let section = &md[md
+        .find("### batch_1000_rows\n\n| target tasks/s |")
+        .unwrap()..];
+    let batch = run.scenario("batch_1000_rows").unwrap();
+    for point in &batch.throughput {
+        let cells = row_cells(section, &format!("{}", point.target_rate));
+        assert_eq!(
+            cells[8],
+            format!("{:.0}", 1000.0 * point.achieved_tasks_per_second)
+        );
+    }
+    let linear = &md[md.find("### linear\n\n| target tasks/s |").unwrap()..];
+    assert!(!linear.lines().nth(2).unwrap().contains("rows/s"));
+}
+
+#[test]
+fn batch_goals_are_judged_when_the_batch_tier_ran() {
+    assert_eq!(goals(&sample()).len(), 3, "no batch goals without the tier");
+    let find = |goals: &[Goal], prefix: &str| {
+        goals
+            .iter()
+            .find(|g| g.goal.starts_with(prefix))
+            .cloned()
+            .unwrap()
+    };
+    // 30 ms < 40 ms; 100,000 rows in 400 ms = 250,000 rows/s > 200,000.
+    let mut run = with_batches(30, 400);
+    // More steps/s than any other scenario: still not counted, the
+    // steps/s goal is for no-op handlers and batches parse CSV.
+    for point in &mut run
+        .scenarios
+        .iter_mut()
+        .find(|s| s.tier == 5)
+        .unwrap()
+        .throughput
+    {
+        point.achieved_steps_per_second = 5000.0;
+    }
+    let met = goals(&run);
+    assert_eq!(met.len(), 5);
+    assert_eq!(met[2].met, Some(false), "{:?}", met[2].measured);
+    assert!(met[2].measured.as_ref().unwrap().contains("cluster"));
+    let p50 = find(&met, "batch_1000_rows P50 under 40 ms (bar 60 ms)");
+    assert_eq!(p50.met, Some(true));
+    assert!(p50.measured.unwrap().contains("under the 60 ms bar"));
+    let rows = find(&met, "batch_100k_rows over 200,000 rows/s end to end");
+    assert_eq!(rows.met, Some(true));
+    let measured = rows.measured.unwrap();
+    let rate: f64 = measured.split(' ').next().unwrap().parse().unwrap();
+    assert!((rate - 250_000.0).abs() < 250.0, "{measured}");
+    assert!(measured.ends_with("rows/s at the P50 (batch_100k_rows)"));
+    // 50 ms misses the goal but clears the bar; 600 ms is 166,667 rows/s.
+    let missed = goals(&with_batches(50, 600));
+    let p50 = find(&missed, "batch_1000_rows P50");
+    assert_eq!(p50.met, Some(false));
+    assert!(p50.measured.unwrap().contains("under the 60 ms bar"));
+    assert_eq!(find(&missed, "batch_100k_rows").met, Some(false));
+    let over = find(&goals(&with_batches(70, 400)), "batch_1000_rows P50");
+    assert!(over.measured.unwrap().contains("over the 60 ms bar"));
+    let md = render_markdown(&with_batches(30, 400), None, None, &[]);
+    assert_eq!(
+        row_cells(&md, "batch_100k_rows over 200,000 rows/s end to end")[2],
+        "✅ yes"
+    );
+}
+
+#[test]
+fn results_without_rows_still_load_and_rows_round_trip() {
+    // The sample was written before `rows` existed.
+    assert!(sample().scenarios.iter().all(|s| s.rows.is_none()));
+    let run = with_batches(30, 400);
+    let dir = temp_dir("rows");
+    let path = dir.join("run.json");
+    run.save(&path).unwrap();
+    assert_eq!(RunResult::load(&path).unwrap(), run);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text.matches("\"rows\":").count(),
+        2,
+        "only the batch scenarios"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::costs::{self, Counters};
 use super::engine::{Cluster, Side};
 use super::latency::{one_task, Requests};
-use super::{bar, check_results, fresh_database, RunPlan};
+use super::{bar, check_results, fresh_database, steps_of, RunPlan};
 use crate::result::StepCosts;
 use crate::scenario::{Scenario, Topology};
 
@@ -131,8 +131,11 @@ async fn alternate(
     check_results(b.pool(), scenario, &tasks_b)
         .await
         .context("side B")?;
-    let steps = pairs * template.steps.len() as u64;
-    samples.baseline_costs = before_a.per_step(&after_a, steps);
-    samples.candidate_costs = before_b.per_step(&after_b, steps);
+    // Each side's measured tasks' steps, counted in its database after its
+    // counters were read (a batch task makes its batches' steps at run time).
+    let steps_a = steps_of(a.pool(), &tasks_a).await?.total;
+    let steps_b = steps_of(b.pool(), &tasks_b).await?.total;
+    samples.baseline_costs = before_a.per_step(&after_a, steps_a);
+    samples.candidate_costs = before_b.per_step(&after_b, steps_b);
     Ok(samples)
 }

@@ -101,14 +101,16 @@ async fn measure(
     let (client, pool) = (engine.client(), engine.pool());
     costs::enable_statements(pool).await;
     let timeout = Duration::from_secs(scenario.timeout_s);
-    let steps = template.steps.len() as u32;
     let base = scenario.request(template);
     let mut requests = Requests::new(base, &scenario.name);
     let mut result = ScenarioResult {
         name: scenario.name.clone(),
         tier: scenario.tier,
         template: template.key().to_string(),
-        steps_per_task: steps,
+        rows: scenario.rows,
+        // The template's steps until the measured tasks are counted (a
+        // batch template's batch_worker is not a step until run time).
+        steps_per_task: template.steps.len() as u32,
         latency: None,
         throughput: Vec::new(),
         phases: None,
@@ -135,8 +137,13 @@ async fn measure(
         progress.finish_and_clear();
         let after = costs::Counters::read_settled(pool).await?;
         check_results(pool, scenario, &tasks).await?;
-        result.costs = before.per_step(&after, samples * steps as u64);
-        result.phases = Some(phases::breakdown(pool, &tasks).await?);
+        // Counted after the counters were read, so this query is no cost.
+        let steps = steps_of(pool, &tasks).await?;
+        if steps.tasks > 0 {
+            result.steps_per_task = steps.per_task();
+        }
+        result.costs = before.per_step(&after, steps.total);
+        result.phases = Some(phases::breakdown(pool, &tasks, template).await?);
         result.latency = Some(latency);
     }
     if let (Some(throughput_plan), false) = (&scenario.throughput, plan.latency_only) {
@@ -152,13 +159,15 @@ async fn measure(
                 &mut requests,
                 rate,
                 duration,
-                steps,
                 timeout,
                 &progress,
             )
             .await?;
             progress.finish_and_clear();
             check_results(pool, scenario, &tasks).await?;
+            if scenario.latency.is_none() && result.throughput.is_empty() && !tasks.is_empty() {
+                result.steps_per_task = steps_of(pool, &tasks).await?.per_task();
+            }
             result.throughput.push(point);
         }
     }
@@ -193,6 +202,44 @@ async fn check_results(pool: &PgPool, scenario: &Scenario, tasks: &[Uuid]) -> an
     Ok(())
 }
 
+/// The steps some finished tasks had, counted in the database: a batch
+/// task's steps are made at run time (its batchable step, one step per
+/// batch, its convergence step), so the template's step count is not the
+/// task's. For other templates it is: every template step is a row from
+/// the task's creation, run or skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepCount {
+    /// Steps of all the tasks together.
+    pub total: u64,
+    pub tasks: u64,
+}
+
+impl StepCount {
+    /// Steps of one task: the mean, rounded (exact when all tasks had the
+    /// same number); 0 without tasks.
+    pub fn per_task(&self) -> u32 {
+        if self.tasks == 0 {
+            return 0;
+        }
+        (self.total as f64 / self.tasks as f64).round() as u32
+    }
+}
+
+/// Counts the steps of `tasks` (finished tasks: a batch task has made all
+/// its steps once it is complete).
+pub async fn steps_of(pool: &PgPool, tasks: &[Uuid]) -> anyhow::Result<StepCount> {
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_steps WHERE task_uuid = ANY($1)")
+            .bind(tasks)
+            .fetch_one(pool)
+            .await
+            .context("counting the steps of the measured tasks")?;
+    Ok(StepCount {
+        total: total as u64,
+        tasks: tasks.len() as u64,
+    })
+}
+
 /// A new database for one scenario, so scenarios never see each other's rows.
 async fn fresh_database(admin_url: &str, scenario: &str) -> anyhow::Result<String> {
     let name = format!("bench_{scenario}_{}", Uuid::new_v4().simple());
@@ -222,4 +269,19 @@ fn bar(length: u64, label: &str) -> ProgressBar {
     );
     bar.set_message(label.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepCount;
+
+    #[test]
+    fn steps_per_task_is_the_rounded_mean_of_the_counted_steps() {
+        let count = |total, tasks| StepCount { total, tasks }.per_task();
+        assert_eq!(count(20 * 7, 20), 7, "every batch_1000_rows task has 7");
+        assert_eq!(count(30 * 22, 30), 22, "every batch_100k_rows task has 22");
+        assert_eq!(count(7 + 7 + 8, 3), 7, "7.33 rounds to 7");
+        assert_eq!(count(7 + 8, 2), 8, "7.5 rounds up");
+        assert_eq!(count(0, 0), 0, "no tasks");
+    }
 }

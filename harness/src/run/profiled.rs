@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 use super::engine::{Cluster, Side};
 use super::latency::{one_task, warm_up, Requests};
-use super::{bar, fresh_database, RunPlan};
+use super::{bar, fresh_database, steps_of, RunPlan};
 use crate::build::EngineBuild;
 use crate::profile::recipe::{Recipe, Tool};
 use crate::profile::{perf, samply};
@@ -102,7 +102,7 @@ pub async fn run_profiled(
     }
     let outcome = drive(scenario, spec, &cluster, &name).await;
     cluster.stop().await;
-    let (tasks, attached) = outcome?;
+    let (tasks, attached, steps_per_task) = outcome?;
     let recording = match attached {
         Some(path) => path,
         None if spec.live => files,
@@ -111,19 +111,21 @@ pub async fn run_profiled(
     Ok(Profiled {
         recording,
         tasks,
-        steps: tasks * u64::from(scenario_steps(scenario)?),
+        steps: tasks * u64::from(steps_per_task),
     })
 }
 
 /// Warm-up, then the tasks one at a time; an attaching recorder runs
-/// around the tasks only. Returns the tasks the recording covers and the
-/// attached recorder's file.
+/// around the tasks only. Returns the tasks the recording covers, the
+/// attached recorder's file, and the steps of one task (counted in the
+/// database from the recorded tasks: a batch task makes its batches'
+/// steps at run time, so the template's step count is not the task's).
 async fn drive(
     scenario: &Scenario,
     spec: &ProfileSpec<'_>,
     cluster: &Cluster,
     name: &str,
-) -> anyhow::Result<(u64, Option<PathBuf>)> {
+) -> anyhow::Result<(u64, Option<PathBuf>, u32)> {
     let template = scenario.load_template()?;
     let base = scenario.request(&template);
     let timeout = Duration::from_secs(scenario.timeout_s);
@@ -148,15 +150,22 @@ async fn drive(
         spec.tasks,
         &format!("{} under {}", scenario.name, spec.recipe.name),
     );
+    let mut tasks = Vec::with_capacity(spec.tasks as usize);
     for _ in 0..spec.tasks {
-        one_task(cluster.client(), &requests.next(), timeout).await?;
+        let (task, _) = one_task(cluster.client(), &requests.next(), timeout).await?;
+        tasks.push(task);
         progress.inc(1);
     }
     progress.finish_and_clear();
-    match recorder {
-        Some(recorder) => Ok((spec.tasks, Some(recorder.stop().await?))),
-        None => Ok((spec.tasks + warmup, None)),
-    }
+    let (recorded, attached) = match recorder {
+        Some(recorder) => (spec.tasks, Some(recorder.stop().await?)),
+        None => (spec.tasks + warmup, None),
+    };
+    let steps = match tasks.is_empty() {
+        true => template.steps.len() as u32,
+        false => steps_of(cluster.pool(), &tasks).await?.per_task(),
+    };
+    Ok((recorded, attached, steps))
 }
 
 /// The file an in-process recorder of `target` wrote (see the engine's
@@ -178,8 +187,4 @@ fn in_process_file(dir: &Path, target: Target, tool: Tool) -> anyhow::Result<Pat
         );
     }
     Ok(path)
-}
-
-fn scenario_steps(scenario: &Scenario) -> anyhow::Result<u32> {
-    Ok(scenario.load_template()?.steps.len() as u32)
 }

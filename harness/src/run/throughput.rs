@@ -31,14 +31,12 @@ struct Outcomes {
     last_completion: Option<Instant>,
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn run_rate(
     client: &TaskerClient,
     pool: &PgPool,
     requests: &mut Requests,
     rate: f64,
     duration: Duration,
-    steps_per_task: u32,
     timeout: Duration,
     progress: &ProgressBar,
 ) -> anyhow::Result<(ThroughputPoint, Vec<Uuid>)> {
@@ -104,6 +102,9 @@ pub async fn run_rate(
         .as_secs_f64()
         .max(1e-9);
     let completed = outcomes.latencies_us.len() as u64;
+    // The completed tasks' own steps, counted after the counters were read
+    // (a batch task makes its batches' steps at run time).
+    let steps = super::steps_of(pool, &outcomes.tasks).await?;
     let point = ThroughputPoint {
         target_rate: rate,
         duration_seconds: duration.as_secs_f64(),
@@ -111,7 +112,7 @@ pub async fn run_rate(
         completed,
         timed_out: outcomes.timed_out,
         achieved_tasks_per_second: completed as f64 / span,
-        achieved_steps_per_second: (completed * steps_per_task as u64) as f64 / span,
+        achieved_steps_per_second: steps.total as f64 / span,
         latency: Summary::of(&outcomes.latencies_us),
         postgres: PostgresLoad {
             commits_per_second: after.commits_since(&before) as f64 / span,

@@ -2,7 +2,7 @@
 //! time goes, and what a step costs the database. Kept apart from the
 //! headline latency tables they explain.
 
-use super::{ms, row, section, table_head};
+use super::{ms, row, rows_per_second, section, table_head};
 use crate::report::{
     knee, phase_shares, phase_values, KNEE_MAX_P99_FACTOR, KNEE_MIN_ACHIEVED, PHASE_NAMES,
 };
@@ -33,10 +33,20 @@ pub(super) fn throughput(run: &RunResult) -> Vec<String> {
 
 fn throughput_table(s: &ScenarioResult) -> Vec<String> {
     let mut md = section(&format!("### {}", s.name), None);
-    md.extend(table_head(
-        "target tasks/s|achieved tasks/s|steps/s|P50 ms|P99 ms|commits/s|WAL MB/s|timed out",
-    ));
-    md.extend(s.throughput.iter().map(|p| row(&throughput_cells(p))));
+    let mut names =
+        "target tasks/s|achieved tasks/s|steps/s|P50 ms|P99 ms|commits/s|WAL MB/s|timed out"
+            .to_string();
+    if s.rows.is_some() {
+        names.push_str("|rows/s");
+    }
+    md.extend(table_head(&names));
+    md.extend(s.throughput.iter().map(|p| {
+        let mut cells = throughput_cells(p);
+        if s.rows.is_some() {
+            cells.push(rows_per_second(s.rows_per_second_under(p)));
+        }
+        row(&cells)
+    }));
     md.push(String::new());
     md.push(knee_line(s));
     md.push(String::new());
@@ -81,7 +91,8 @@ pub(super) fn phases(run: &RunResult) -> Vec<String> {
     if measured.is_empty() {
         return vec![];
     }
-    let intro = "Means per step over the measured tasks, from the recorded transitions (µs).";
+    let intro = "Means per step over the measured tasks, from the recorded transitions (µs). \
+                 A batch worker's row is the mean of one batch; the task's sum adds every batch.";
     let mut md = section("## Where the time goes", Some(intro.into()));
     for (name, breakdown) in measured {
         md.extend(phase_table(name, breakdown));
