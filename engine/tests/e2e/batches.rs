@@ -88,7 +88,8 @@ impl StepHandler for Rows {
                 step.save_checkpoint(json!(at), json!(sum)).await?;
             }
         }
-        Ok(json!({"index": batch.index, "sum": sum}))
+        let parent = step.dependency("split")?;
+        Ok(json!({"index": batch.index, "sum": sum, "parent": parent}))
     }
 }
 
@@ -221,7 +222,11 @@ async fn explicit_ranges_reach_their_workers_with_their_extra_fields() {
         worker.inputs.unwrap()["batch"]["cursor"],
         json!({"start": 100, "end": 102, "file": "b.csv"})
     );
-    assert_eq!(worker.results.unwrap()["sum"], json!(201));
+    let result = worker.results.unwrap();
+    assert_eq!(result["sum"], json!(201));
+    // The worker sees its batchable step's result without the decision:
+    // its own range is in its inputs, the others' are none of its business.
+    assert_eq!(result["parent"], json!({"decided_by": "split"}));
 }
 
 #[tokio::test]
