@@ -19,7 +19,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{step_label, StepType, TaskTemplate};
+use super::validate::step_label;
+use super::{StepType, TaskTemplate};
 
 /// How a batchable step's work is cut and run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
