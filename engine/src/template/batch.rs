@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::validate::step_label;
-use super::{StepType, TaskTemplate};
+use super::{StepTemplate, StepType, TaskTemplate};
 
 /// How a batchable step's work is cut and run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +50,18 @@ pub fn worker_step_name(worker: &str, index: u32) -> String {
 impl TaskTemplate {
     /// The batch rules: every problem, each naming its step.
     pub(super) fn check_batches(&self, problems: &mut Vec<String>) {
+        // Most templates have no batch steps: nothing below can fail for
+        // them, and the checks are quadratic in the steps.
+        let batch_step = |s: &StepTemplate| {
+            s.batch_config.is_some()
+                || matches!(
+                    s.step_type,
+                    StepType::Batchable | StepType::BatchWorker | StepType::DeferredConvergence
+                )
+        };
+        if !self.steps.iter().any(batch_step) {
+            return;
+        }
         for (i, step) in self.steps.iter().enumerate() {
             let label = step_label(i, step);
             let parents: Vec<StepType> = step
