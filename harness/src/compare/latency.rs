@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::stats::{
-    bootstrap_interval, mann_whitney_p, median, median_in_place, resample_into, SplitMix64,
+    bootstrap_interval, mann_whitney_p, median, median_in_place, resample_into, SeededRng,
 };
 use super::{CompareConfig, Verdict};
 
@@ -100,7 +100,7 @@ fn bootstrap_change_of_medians(
     current: &[f64],
     config: &CompareConfig,
 ) -> (f64, f64) {
-    let mut rng = SplitMix64::new(config.bootstrap_seed);
+    let mut rng = SeededRng::new(config.bootstrap_seed);
     let (mut baseline_draw, mut current_draw) = (Vec::new(), Vec::new());
     bootstrap_interval(config.bootstrap_resamples, config.confidence_level, || {
         resample_into(&mut rng, baseline, &mut baseline_draw);

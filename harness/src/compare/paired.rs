@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::latency::{as_f64, check_sample_count, classify};
 use super::stats::{
-    bootstrap_interval, median, median_in_place, resample_into, wilcoxon_signed_rank_p, SplitMix64,
+    bootstrap_interval, median, median_in_place, resample_into, wilcoxon_signed_rank_p, SeededRng,
 };
 use super::{CompareConfig, Verdict};
 
@@ -95,7 +95,7 @@ pub fn compare_interleaved(
 
 /// Percentile bootstrap of median(B/A) − 1 over resampled pairs.
 fn bootstrap_median_ratio(ratios: &[f64], config: &CompareConfig) -> (f64, f64) {
-    let mut rng = SplitMix64::new(config.bootstrap_seed);
+    let mut rng = SeededRng::new(config.bootstrap_seed);
     let mut draw = Vec::new();
     bootstrap_interval(config.bootstrap_resamples, config.confidence_level, || {
         resample_into(&mut rng, ratios, &mut draw);

@@ -2,38 +2,37 @@
 //! Wilcoxon signed-rank; normal approximation with tie and continuity
 //! corrections), percentile bootstrap intervals, and a seeded generator.
 //!
-//! The generator is our own (SplitMix64) so that a seed gives the same
-//! interval on every machine and every dependency version.
+//! The generator is rand's ChaCha8 (rand_chacha), seeded from a `u64`:
+//! unlike `StdRng` its stream is documented as portable, so a seed gives
+//! the same interval on every machine (for the rand versions in
+//! Cargo.lock). `erfc` is statrs's.
 
-/// A small, fast, seedable generator (SplitMix64). Good enough for
-/// bootstrap resampling; the point is that it never changes.
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use statrs::function::erf::erfc;
+
+/// The seeded generator of the bootstrap and of the tests' synthetic
+/// samples: the same seed gives the same draws, run to run.
 #[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
+pub struct SeededRng(ChaCha8Rng);
 
-impl SplitMix64 {
+impl SeededRng {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
-    /// Uniform in `0..n` (multiply-shift; the bias is below 2^-40 for any
-    /// sample size we meet).
+    /// Uniform in `0..n` (unbiased). Panics when `n` is 0.
     pub fn index(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+        self.0.random_range(0..n)
     }
 
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.random()
     }
 }
 
@@ -152,35 +151,9 @@ pub fn bootstrap_interval(
 }
 
 /// Fills `into` with a resample (with replacement) of `from`.
-pub fn resample_into(rng: &mut SplitMix64, from: &[f64], into: &mut Vec<f64>) {
+pub fn resample_into(rng: &mut SeededRng, from: &[f64], into: &mut Vec<f64>) {
     into.clear();
     into.extend((0..from.len()).map(|_| from[rng.index(from.len())]));
-}
-
-/// The complementary error function (Numerical Recipes' `erfcc`,
-/// fractional error below 1.2e-7 everywhere).
-pub fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    const C: [f64; 10] = [
-        -1.265_512_23,
-        1.000_023_68,
-        0.374_091_96,
-        0.096_784_18,
-        -0.186_288_06,
-        0.278_868_07,
-        -1.135_203_98,
-        1.488_515_87,
-        -0.822_152_23,
-        0.170_872_77,
-    ];
-    let polynomial = C.iter().rev().fold(0.0, |acc, c| acc * t + c);
-    let result = t * (-z * z + polynomial).exp();
-    if x >= 0.0 {
-        result
-    } else {
-        2.0 - result
-    }
 }
 
 #[cfg(test)]
@@ -237,13 +210,13 @@ mod tests {
     #[test]
     fn the_generator_is_reproducible_and_uniform() {
         let first: Vec<u64> = (0..5)
-            .scan(SplitMix64::new(7), |g, _| Some(g.next_u64()))
+            .scan(SeededRng::new(7), |g, _| Some(g.next_u64()))
             .collect();
         let again: Vec<u64> = (0..5)
-            .scan(SplitMix64::new(7), |g, _| Some(g.next_u64()))
+            .scan(SeededRng::new(7), |g, _| Some(g.next_u64()))
             .collect();
         assert_eq!(first, again);
-        let mut rng = SplitMix64::new(1);
+        let mut rng = SeededRng::new(1);
         let mut counts = [0u32; 10];
         (0..100_000).for_each(|_| counts[rng.index(10)] += 1);
         // Each bucket expects 10,000 ± 95 (one standard deviation).
