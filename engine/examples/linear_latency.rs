@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use pg_local::ClusterOptions;
 use serde_json::json;
 use sqlx::PgPool;
 use tasker_engine::config::TaskerConfig;
 use tasker_engine::orchestration::maintenance;
-use tasker_engine::postgres::ClusterOptions;
 use tasker_engine::{Embedded, TaskRequest, TaskState};
 
 #[tokio::main]

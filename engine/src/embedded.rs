@@ -9,9 +9,9 @@ use crate::client::{ClientError, TaskerClient};
 use crate::config::TaskerConfig;
 use crate::database::{self, DatabaseError, PoolSettings};
 use crate::orchestration::{self, OrchestrationError, Orchestrator};
-use crate::postgres::{ClusterOptions, LocalCluster, PostgresError};
 use crate::template::TaskTemplate;
 use crate::worker::{HandlerRegistry, Worker, WorkerError};
+use pg_local::{ClusterOptions, LocalCluster, PostgresError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {

@@ -11,7 +11,6 @@ pub mod config;
 pub mod database;
 pub mod embedded;
 pub mod orchestration;
-pub mod postgres;
 pub mod queue;
 pub mod service;
 pub mod state;

@@ -8,7 +8,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;
 
 use crate::database::{self, DatabaseError, PoolSettings};
-use crate::postgres::{self, PostgresError};
+use pg_local::PostgresError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestDatabaseError {
@@ -73,6 +73,6 @@ fn server_url(database: &str) -> Result<String, TestDatabaseError> {
             parsed.set_path(database);
             Ok(parsed.to_string())
         }
-        Err(_) => Ok(postgres::shared()?.url(database)),
+        Err(_) => Ok(pg_local::shared()?.url(database)),
     }
 }

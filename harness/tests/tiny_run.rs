@@ -8,7 +8,7 @@ use tasker_harness::scenario;
 
 #[tokio::test]
 async fn a_tiny_run_writes_a_result_that_reads_back() {
-    let cluster = tasker_engine::postgres::shared().expect("local PostgreSQL");
+    let cluster = pg_local::shared().expect("local PostgreSQL");
     let scenarios = scenario::select(
         scenario::load(&scenario::default_path()).unwrap(),
         &[],
@@ -70,7 +70,7 @@ async fn a_tiny_run_writes_a_result_that_reads_back() {
 
 #[tokio::test]
 async fn a_tiny_batch_run_counts_its_batches_as_steps_and_groups_their_phases() {
-    let cluster = tasker_engine::postgres::shared().expect("local PostgreSQL");
+    let cluster = pg_local::shared().expect("local PostgreSQL");
     let mut scenarios = scenario::select(
         scenario::load(&scenario::default_path()).unwrap(),
         &[],

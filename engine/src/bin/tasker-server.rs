@@ -2,10 +2,10 @@
 
 use anyhow::Context;
 use clap::Parser;
+use pg_local::{ClusterOptions, LocalCluster};
 use tasker_engine::api::{app, ApiState};
 use tasker_engine::database::{self, PoolSettings};
 use tasker_engine::orchestration::{register_templates, Orchestrator};
-use tasker_engine::postgres::{ClusterOptions, LocalCluster};
 use tasker_engine::{service, TaskerClient};
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,7 @@
 //! [`LocalCluster`] the caller keeps.
 
 use anyhow::Context as _;
-use tasker_engine::postgres::{ClusterOptions, LocalCluster};
+use pg_local::{ClusterOptions, LocalCluster};
 
 use super::ProvisionOptions;
 

@@ -25,7 +25,7 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use tasker_engine::postgres::LocalCluster;
+use pg_local::LocalCluster;
 use url::Url;
 
 use self::docker::DockerHost;
