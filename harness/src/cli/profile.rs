@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Args;
-use tasker_harness::run;
+use tasker_harness::profile;
 
 use super::run::{prepare, RunArgs};
 
@@ -52,8 +52,8 @@ pub(super) async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Re
     use tasker_harness::profile::recipe::{Recipe, Tool};
     args.plan.default_to_scenario("linear");
     let target = match args.target {
-        ProfileTarget::Orchestration => run::profiled::Target::Orchestration,
-        ProfileTarget::Worker => run::profiled::Target::Worker,
+        ProfileTarget::Orchestration => profile::session::Target::Orchestration,
+        ProfileTarget::Worker => profile::session::Target::Worker,
     };
     // Before anything is built or started: a missing or refused profiler
     // is said at once.
@@ -68,7 +68,7 @@ pub(super) async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Re
     };
     let out_dir = reports.join("profiles");
     std::fs::create_dir_all(&out_dir)?;
-    let spec = run::profiled::ProfileSpec {
+    let spec = profile::session::ProfileSpec {
         recipe: &recipe,
         build,
         target,
@@ -76,7 +76,7 @@ pub(super) async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Re
         out_dir: &out_dir,
         live: args.live,
     };
-    let profiled = run::profiled::run_profiled(&plan, scenario, &spec).await?;
+    let profiled = profile::session::run_profiled(&plan, scenario, &spec).await?;
     if args.live {
         return Ok(ExitCode::SUCCESS);
     }

@@ -11,10 +11,10 @@ use super::console::ConsoleSummary;
 use super::dhat::HeapSummary;
 use super::recipe::{Recipe, Tool};
 use super::record::{time_findings, Finding, ProfileRecord, Unit};
+use super::session::{Profiled, Target};
 use super::{perf, samply, top_table, write_diff_flamegraph, FoldedProfile};
 use crate::build::repo_root;
 use crate::run::environment;
-use crate::run::profiled::{Profiled, Target};
 
 /// What to analyze and where to write.
 pub struct Analysis<'a> {

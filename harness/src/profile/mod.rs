@@ -15,5 +15,6 @@ pub mod perf;
 pub mod recipe;
 pub mod record;
 pub mod samply;
+pub mod session;
 
 pub use folded::{top_table, write_diff_flamegraph, Cost, FoldedProfile};

@@ -7,9 +7,8 @@ pub mod ab;
 mod costs;
 pub(crate) mod engine;
 pub mod environment;
-mod latency;
+pub(crate) mod latency;
 mod phases;
-pub mod profiled;
 mod throughput;
 
 use std::time::Duration;
@@ -241,7 +240,7 @@ pub async fn steps_of(pool: &PgPool, tasks: &[Uuid]) -> anyhow::Result<StepCount
 }
 
 /// A new database for one scenario, so scenarios never see each other's rows.
-async fn fresh_database(admin_url: &str, scenario: &str) -> anyhow::Result<String> {
+pub(crate) async fn fresh_database(admin_url: &str, scenario: &str) -> anyhow::Result<String> {
     let name = format!("bench_{scenario}_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(admin_url).await.with_context(|| {
         format!(
@@ -258,7 +257,7 @@ async fn fresh_database(admin_url: &str, scenario: &str) -> anyhow::Result<Strin
     Ok(url.to_string())
 }
 
-fn bar(length: u64, label: &str) -> ProgressBar {
+pub(crate) fn bar(length: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(length);
     bar.set_style(
         ProgressStyle::with_template(

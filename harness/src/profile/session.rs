@@ -1,20 +1,23 @@
-//! A scenario driven against the engine as separate processes (one
-//! orchestrator, one worker) built by a profiler recipe, while one of them
-//! is recorded: attached after the warm-up (samply, perf), or from inside
-//! for its whole life (DHAT, tokio-console, tracing-flame), which write
-//! their files when the processes exit.
+//! A profiling session: a scenario driven against the engine as separate
+//! processes (one orchestrator, one worker) built by a profiler recipe,
+//! while one of them is recorded: attached after the warm-up (samply,
+//! perf), or from inside for its whole life (DHAT, tokio-console,
+//! tracing-flame), which write their files when the processes exit.
+//!
+//! It lives in profile/, not run/, because it drives run/'s pieces with a
+//! recorder around them: profile/ uses run/, never the reverse.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::engine::{Cluster, Side};
-use super::latency::{one_task, warm_up, Requests};
-use super::{bar, fresh_database, steps_of, RunPlan};
+use super::recipe::{Recipe, Tool};
+use super::{perf, samply};
 use crate::build::EngineBuild;
-use crate::profile::recipe::{Recipe, Tool};
-use crate::profile::{perf, samply};
+use crate::run::engine::{Cluster, Side};
+use crate::run::latency::{one_task, warm_up, Requests};
+use crate::run::{bar, fresh_database, steps_of, RunPlan};
 use crate::scenario::Scenario;
 
 /// The engine process to profile.
