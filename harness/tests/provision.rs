@@ -10,16 +10,18 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::Connection as _;
-use tasker_harness::provision::docker::{self, DockerHost};
+use tasker_harness::provision::docker::{self, DockerHost, EngineTooOld};
 use tasker_harness::provision::{
     provision, provision_in, Backend, Environment, ProvisionOptions, Provisioned,
 };
 use testcontainers::bollard::models::VolumeCreateRequest;
 use testcontainers::bollard::query_parameters::ListVolumesOptions;
-use testcontainers::bollard::Docker;
+use testcontainers::bollard::{Docker, API_DEFAULT_VERSION};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 const MISSING_SOCKET: &str = "/nonexistent/tasker-harness-test/docker.sock";
 const CHILD_ENV: &str = "TASKER_PROVISION_TEST_CHILD";
@@ -74,8 +76,13 @@ fn socket_path(admin_url: &str) -> PathBuf {
     socket_dir(admin_url).join(format!(".s.PGSQL.{port}"))
 }
 
-fn docker_client() -> Docker {
-    Docker::connect_with_local_defaults().expect("a Docker client")
+/// A client of the Docker engine here, at the API version it negotiated.
+async fn docker_client() -> Docker {
+    Docker::connect_with_local_defaults()
+        .expect("a Docker client")
+        .negotiate_version()
+        .await
+        .expect("the Docker engine here answers GET /version")
 }
 
 /// Names of the data volumes whose label names `dir` as their socket
@@ -86,6 +93,7 @@ async fn volumes_of(dir: &Path) -> Vec<String> {
         filters: Some(HashMap::from([("label".into(), vec![filter])])),
     };
     docker_client()
+        .await
         .list_volumes(Some(options))
         .await
         .unwrap()
@@ -247,6 +255,7 @@ async fn volumes_and_socket_directories_of_dead_owners_are_swept() {
         ),
     ]);
     docker_client()
+        .await
         .create_volume(VolumeCreateRequest {
             name: Some(name.clone()),
             labels: Some(labels),
@@ -379,6 +388,241 @@ async fn probe_names_the_socket_that_did_not_answer() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not supported"), "{err}");
+}
+
+/// A fake Docker engine on a unix socket: it answers `GET /version` (with
+/// or without a version prefix) with `version` and, when given,
+/// `api_version`, and `GET /_ping` with `OK`, one request per connection,
+/// and records the paths it was asked for. It stops when dropped.
+struct FakeDocker {
+    host: DockerHost,
+    socket: PathBuf,
+    paths: Arc<Mutex<Vec<String>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeDocker {
+    fn start(dir: &Path, version: &str, api_version: Option<&str>) -> Self {
+        let socket = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let mut body = serde_json::json!({ "Version": version, "Os": "linux" });
+        if let Some(api) = api_version {
+            body["ApiVersion"] = api.into();
+            body["MinAPIVersion"] = "1.12".into();
+        }
+        let body = body.to_string();
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&paths);
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (body, seen) = (body.clone(), Arc::clone(&seen));
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let Ok(Some(request)) = lines.next_line().await else {
+                        return;
+                    };
+                    while let Ok(Some(header)) = lines.next_line().await {
+                        if header.is_empty() {
+                            break;
+                        }
+                    }
+                    let path = request.split(' ').nth(1).unwrap_or("").to_owned();
+                    seen.lock().unwrap().push(path.clone());
+                    let (status, content_type, body) = if path.ends_with("/version") {
+                        ("200 OK", "application/json", body)
+                    } else if path.ends_with("/_ping") {
+                        ("200 OK", "text/plain", "OK".to_owned())
+                    } else {
+                        let message = r#"{"message":"page not found"}"#.to_owned();
+                        ("404 Not Found", "application/json", message)
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: \
+                         {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = write.write_all(response.as_bytes()).await;
+                    let _ = write.shutdown().await;
+                });
+            }
+        });
+        Self {
+            host: DockerHost::parse(&format!("unix://{}", socket.display())),
+            socket,
+            paths,
+            server,
+        }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeDocker {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// What the harness says of the fake Docker 1.0.1 (API 1.12) on `socket`.
+fn too_old_message(socket: &Path) -> String {
+    format!(
+        "Docker socket {} answered, but it is Docker 1.0.1 with API 1.12, older than API 1.25 \
+         (Docker 1.13) that the container backend needs; upgrade Docker or use --postgres local",
+        socket.display()
+    )
+}
+
+#[tokio::test]
+async fn probe_negotiates_the_api_version_with_the_engine() {
+    let timeout = Duration::from_secs(5);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Debian 12's Docker: the client comes down from bollard's default.
+    let fake = FakeDocker::start(dir.path(), "20.10.24+dfsg1", Some("1.41"));
+    let engine = docker::probe(&fake.host, timeout)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(engine.version, "20.10.24+dfsg1");
+    assert_eq!(engine.api_version, "1.41");
+    assert_eq!(engine.host, fake.host);
+    assert!(
+        fake.paths().iter().all(|p| p.ends_with("/version")),
+        "{:?}",
+        fake.paths()
+    );
+    assert!(!fake.paths().is_empty());
+    drop(fake);
+
+    // An engine newer than bollard: the client stays at bollard's default.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDocker::start(dir.path(), "99.0.0", Some("1.99"));
+    let engine = docker::probe(&fake.host, timeout)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(engine.api_version, API_DEFAULT_VERSION.to_string());
+    drop(fake);
+
+    // Something that answers /version without an API version.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDocker::start(dir.path(), "0.0.1", None);
+    let err = docker::probe(&fake.host, timeout).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Docker socket {} answered, but not with a Docker API version in GET /version (is it \
+             a Docker engine?); point DOCKER_HOST at one or use --postgres local",
+            fake.socket.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn probe_refuses_an_engine_older_than_api_1_25() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDocker::start(dir.path(), "1.0.1", Some("1.12"));
+    let err = docker::probe(&fake.host, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), too_old_message(&fake.socket));
+    let too_old = err
+        .downcast_ref::<EngineTooOld>()
+        .unwrap_or_else(|| panic!("not an EngineTooOld: {err:#}"));
+    assert_eq!(too_old.version, "1.0.1");
+    assert_eq!(too_old.api_version, "1.12");
+}
+
+#[tokio::test]
+async fn container_backend_refuses_and_auto_falls_back_on_an_engine_too_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDocker::start(dir.path(), "1.0.1", Some("1.12"));
+    let environment = env(None, fake.host.clone());
+    let options = ProvisionOptions {
+        docker_probe_timeout: Duration::from_secs(5),
+        ..options_with(&[])
+    };
+    let err = provision_in(Backend::Container, &options, &environment)
+        .await
+        .expect_err("an engine too old, so no container");
+    assert_eq!(format!("{err:#}"), too_old_message(&fake.socket));
+
+    let p = provision_in(Backend::Auto, &options, &environment)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.backend, "local");
+    assert_eq!(
+        p.reason,
+        format!("auto: local ({})", too_old_message(&fake.socket))
+    );
+    assert_eq!(show(&p.admin_url, "fsync").await, "on");
+    // Only the version was asked: no image, volume or container requests.
+    assert!(
+        fake.paths().iter().all(|p| p.ends_with("/version")),
+        "{:?}",
+        fake.paths()
+    );
+}
+
+#[tokio::test]
+async fn container_backend_without_docker_names_the_socket_and_what_to_do() {
+    let timeout = Duration::from_millis(300);
+    let options = ProvisionOptions {
+        docker_probe_timeout: timeout,
+        ..options_with(&[])
+    };
+    let missing = env(None, DockerHost::parse(&format!("unix://{MISSING_SOCKET}")));
+    let err = provision_in(Backend::Container, &options, &missing)
+        .await
+        .expect_err("no Docker, so no container");
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "the container backend needs a Docker engine: install and start Docker, set \
+             DOCKER_HOST to where it listens, or use --postgres local: Docker socket \
+             {MISSING_SOCKET} did not answer: it does not exist (is Docker installed and \
+             running?)"
+        )
+    );
+
+    // A socket file with no daemon behind it (one that stopped).
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let host = DockerHost::parse(&format!("unix://{}", stale.display()));
+    let err = docker::probe(&host, timeout).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Docker socket {} did not answer: connection refused, nothing listens there (is the \
+             Docker daemon running?)",
+            stale.display()
+        )
+    );
+    let err = provision_in(Backend::Container, &options, &env(None, host))
+        .await
+        .expect_err("no Docker, so no container");
+    assert!(
+        format!("{err:#}").starts_with("the container backend needs a Docker engine: "),
+        "{err:#}"
+    );
+
+    // The same over TCP, on a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = DockerHost::parse(&format!("tcp://127.0.0.1:{port}"));
+    let err = docker::probe(&host, timeout).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Docker engine at tcp://127.0.0.1:{port} did not answer: connection refused, nothing \
+             listens there (is the Docker daemon running?)"
+        )
+    );
 }
 
 #[tokio::test]

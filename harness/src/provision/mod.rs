@@ -162,10 +162,15 @@ pub async fn provision_in(
         Backend::Container => {
             let engine = docker::probe(&env.docker_host, options.docker_probe_timeout)
                 .await
-                .context(
-                    "the container backend needs a Docker engine: install and start Docker, set \
-                     DOCKER_HOST to where it listens, or use --postgres local",
-                )?;
+                .map_err(|e| {
+                    if e.is::<docker::EngineTooOld>() {
+                        return e; // it says what to do
+                    }
+                    e.context(
+                        "the container backend needs a Docker engine: install and start Docker, \
+                         set DOCKER_HOST to where it listens, or use --postgres local",
+                    )
+                })?;
             let choice = container::choose_image(&engine, options)
                 .await?
                 .ok_or_else(|| container::no_image_error(options))?;

@@ -39,38 +39,40 @@
 //! Containers and volumes carry their owner's pid as a label; those of
 //! processes that are gone (killed runs) are removed, with their socket
 //! directories, before a new container starts.
+//!
+//! The backend is split by what each part is about: `image` decides which
+//! local image to run (and words the error when there is none), `storage`
+//! makes and removes what a container uses on the host and the engine (its
+//! data volume and socket directory), and `sweep` owns the labels that name
+//! a container's owner and removes what killed runs left behind. This file
+//! keeps what starts the server and how the harness reaches it.
+
+mod image;
+mod storage;
+mod sweep;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use sqlx::Connection as _;
-use testcontainers::bollard::models::{PortBinding, VolumeCreateRequest};
-use testcontainers::bollard::query_parameters::{
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-};
+use testcontainers::bollard::models::PortBinding;
 use testcontainers::core::logs::LogFrame;
 use testcontainers::core::{IntoContainerPort as _, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner as _;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
 use url::Url;
 
-use super::docker::{self, DockerEngine, DockerHost};
+pub(crate) use self::image::{choose_image, no_image_error};
+use self::storage::{Storage, Transport};
+use self::sweep::{pid_namespace, sweep_orphans, OWNER_LABEL, PIDNS_LABEL};
+use super::docker::DockerEngine;
 use super::ProvisionOptions;
 
 /// Log line of a PostgreSQL server that accepts connections.
 const READY_LINE: &str = "database system is ready to accept connections";
-/// Label holding the pid of the process that started the container.
-const OWNER_LABEL: &str = "tasker-harness.owner-pid";
-/// Label holding that process's pid namespace (`pid:[4026531836]`): pids
-/// are only compared within the namespace they came from.
-const PIDNS_LABEL: &str = "tasker-harness.owner-pidns";
-/// Label of a data volume: the host directory holding the server's socket.
-const SOCKET_DIR_LABEL: &str = "tasker-harness.socket-dir";
-/// Prefix of the data volumes' names and of the socket directories' names.
-const NAME_PREFIX: &str = "tasker-harness-pg.";
 /// PGDATA in both images; the data volume is mounted there.
 const DATA_TARGET: &str = "/var/lib/postgresql/data";
 /// Where the socket directory is mounted in the container. Not
@@ -79,53 +81,8 @@ const SOCKET_TARGET: &str = "/var/run/tasker-harness";
 /// The port in the socket's name (`.s.PGSQL.5433`); see the module docs.
 const SOCKET_PORT: u16 = 5433;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_TAIL_LINES: usize = 30;
 const PG_PORT: u16 = 5432;
-
-/// Which image to run, and why that one.
-pub(crate) struct ImageChoice {
-    pub image: String,
-    pub why: String,
-}
-
-/// `options.image` if present, else `options.fallback_image` if present,
-/// else `None`.
-pub(crate) async fn choose_image(
-    engine: &DockerEngine,
-    options: &ProvisionOptions,
-) -> anyhow::Result<Option<ImageChoice>> {
-    if engine.has_image(&options.image).await? {
-        return Ok(Some(ImageChoice {
-            image: options.image.clone(),
-            why: format!("image {} is present", options.image),
-        }));
-    }
-    if engine.has_image(&options.fallback_image).await? {
-        return Ok(Some(ImageChoice {
-            image: options.fallback_image.clone(),
-            why: format!(
-                "image {} is not present, {} is",
-                options.image, options.fallback_image
-            ),
-        }));
-    }
-    Ok(None)
-}
-
-/// The error for "neither image is present", with what to run.
-pub(crate) fn no_image_error(options: &ProvisionOptions) -> anyhow::Error {
-    anyhow!(
-        "neither {} nor {} is present in the local Docker engine, and images are never pulled \
-         (this machine reaches no registry); build {} from Debian's packages with \
-         `scripts/pg-image` (or `cargo make pg-image`), `docker pull {}` where a registry is \
-         reachable, or use --postgres local",
-        options.image,
-        options.fallback_image,
-        options.fallback_image,
-        options.image
-    )
-}
 
 /// A running container; dropping it removes the container, then its data
 /// volume and socket directory.
@@ -155,118 +112,6 @@ impl Drop for Running {
             std::mem::forget(container); // cannot remove it; the next start sweeps it
         }
     }
-}
-
-/// How the harness reaches the server.
-enum Transport {
-    /// A unix socket in this host directory, bind-mounted into a container
-    /// without network (engines on this machine).
-    Socket(PathBuf),
-    /// The port published on 127.0.0.1, through docker-proxy (engines
-    /// elsewhere, which cannot see a host directory).
-    Published,
-}
-
-/// A container's data volume and, for [`Transport::Socket`], its socket
-/// directory; dropping it removes both (best effort; the next start sweeps
-/// what is left).
-struct Storage {
-    host: DockerHost,
-    volume: String,
-    socket_dir: Option<PathBuf>,
-}
-
-impl Storage {
-    /// Creates the volume (labelled with its owner and socket directory),
-    /// then, when `socket` is true, the socket directory: a directory never
-    /// exists without the volume that names it, so sweeping volumes finds
-    /// every directory.
-    async fn create(engine: &DockerEngine, socket: bool) -> anyhow::Result<Self> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        // Short, so the socket's path stays well within the 107 bytes a
-        // unix socket address allows.
-        let name = format!("{NAME_PREFIX}{}", &id[..16]);
-        let dir = socket.then(|| std::env::temp_dir().join(&name));
-        let mut labels = owner_labels();
-        if let Some(dir) = &dir {
-            labels.insert(SOCKET_DIR_LABEL.into(), dir.to_string_lossy().into_owned());
-        }
-        let request = VolumeCreateRequest {
-            name: Some(name.clone()),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        engine
-            .client()
-            .create_volume(request)
-            .await
-            .with_context(|| {
-                format!(
-                    "creating the data volume {name} on the {}",
-                    engine.host.describe()
-                )
-            })?;
-        let mut storage = Self {
-            host: engine.host.clone(),
-            volume: name,
-            socket_dir: None,
-        };
-        if let Some(dir) = dir {
-            create_socket_dir(&dir)?;
-            storage.socket_dir = Some(dir);
-        }
-        Ok(storage)
-    }
-
-    fn transport(&self) -> Transport {
-        match &self.socket_dir {
-            Some(dir) => Transport::Socket(dir.clone()),
-            None => Transport::Published,
-        }
-    }
-}
-
-impl Drop for Storage {
-    fn drop(&mut self) {
-        let host = self.host.clone();
-        let volume = std::mem::take(&mut self.volume);
-        // A client and runtime of its own on a thread of its own: this works
-        // inside or outside the caller's runtime, whatever its flavor, and
-        // never waits on a connection that runtime drives.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let engine = docker::probe(&host, CLEANUP_TIMEOUT).await.ok()?;
-                let remove = engine
-                    .client()
-                    .remove_volume(&volume, None::<RemoveVolumeOptions>);
-                tokio::time::timeout(CLEANUP_TIMEOUT, remove).await.ok()
-            })
-        })
-        .join();
-        if let Some(dir) = &self.socket_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Creates `dir` for the server's socket, writable by the container's
-/// `postgres` user whatever its uid (and not sticky, so that this process
-/// can remove what the server leaves in it).
-fn create_socket_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)))
-        .with_context(|| {
-            format!(
-                "creating the socket directory {} for the PostgreSQL container (set TMPDIR to a \
-                 writable directory)",
-                dir.display()
-            )
-        })
 }
 
 /// Starts `image` with `options.settings` and waits until it answers
@@ -437,103 +282,11 @@ fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
-/// Removes containers and data volumes labelled with the pid of a process
-/// that no longer exists (runs that were killed before they could clean
-/// up), and the socket directories those volumes name. Best effort.
-async fn sweep_orphans(engine: &DockerEngine) {
-    let our_namespace = pid_namespace();
-    if our_namespace.is_empty() {
-        return; // cannot tell whose pids the labels hold
-    }
-    let by_owner = || Some(HashMap::from([("label".into(), vec![OWNER_LABEL.into()])]));
-    let options = ListContainersOptions {
-        all: true,
-        filters: by_owner(),
-        ..Default::default()
-    };
-    if let Ok(containers) = engine.client().list_containers(Some(options)).await {
-        for container in containers {
-            if !orphaned(container.labels.as_ref(), &our_namespace) {
-                continue;
-            }
-            if let Some(id) = container.id.as_deref() {
-                let remove = RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                };
-                let _ = engine.client().remove_container(id, Some(remove)).await;
-            }
-        }
-    }
-    let options = ListVolumesOptions {
-        filters: by_owner(),
-    };
-    let Ok(volumes) = engine.client().list_volumes(Some(options)).await else {
-        return;
-    };
-    for volume in volumes.volumes.unwrap_or_default() {
-        if !orphaned(Some(&volume.labels), &our_namespace) {
-            continue;
-        }
-        let removed = engine
-            .client()
-            .remove_volume(&volume.name, None::<RemoveVolumeOptions>)
-            .await;
-        // Only once the volume is gone: a volume still in use may belong to
-        // a container that still serves on that socket.
-        let dir = volume.labels.get(SOCKET_DIR_LABEL).map(Path::new);
-        if let (Ok(()), Some(dir)) = (removed, dir.filter(|d| is_socket_dir(d))) {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Whether `labels` name an owner in `our_namespace` that no longer exists.
-fn orphaned(labels: Option<&HashMap<String, String>>, our_namespace: &str) -> bool {
-    let label = |name| labels.and_then(|l| l.get(name));
-    if label(PIDNS_LABEL).map(String::as_str) != Some(our_namespace) {
-        return false; // another machine's or container's pids
-    }
-    let alive = label(OWNER_LABEL)
-        .and_then(|pid| pid.parse::<u32>().ok())
-        .is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists());
-    !alive
-}
-
-/// Whether a path from a volume's label looks like a socket directory this
-/// module made (an absolute path ending in `tasker-harness-pg.…`), so that
-/// a stray label cannot make the sweep delete anything else.
-fn is_socket_dir(dir: &Path) -> bool {
-    dir.is_absolute()
-        && dir
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(NAME_PREFIX))
-}
-
-/// The labels naming this process as the owner.
-fn owner_labels() -> HashMap<String, String> {
-    HashMap::from([
-        (OWNER_LABEL.into(), std::process::id().to_string()),
-        (PIDNS_LABEL.into(), pid_namespace()),
-    ])
-}
-
-/// This process's pid namespace, e.g. `pid:[4026531836]` (empty if unknown).
-fn pid_namespace() -> String {
-    std::fs::read_link("/proc/self/ns/pid")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use super::{is_socket_dir, socket_url, split_image};
+    use super::{socket_url, split_image};
 
     #[test]
     fn image_references_split_into_name_and_tag() {
@@ -552,15 +305,5 @@ mod tests {
             socket_url(Path::new("/tmp/tasker-harness-pg.0123")),
             "postgres://postgres@localhost:5433/postgres?host=%2Ftmp%2Ftasker-harness-pg.0123"
         );
-    }
-
-    #[test]
-    fn only_our_socket_directories_are_swept() {
-        assert!(is_socket_dir(Path::new("/tmp/tasker-harness-pg.0123")));
-        assert!(!is_socket_dir(Path::new("tmp/tasker-harness-pg.0123")));
-        assert!(!is_socket_dir(Path::new("/tmp/../tasker-harness-pg.0123")));
-        assert!(!is_socket_dir(Path::new("/tmp/tasker-harness-pg.0123/..")));
-        assert!(!is_socket_dir(Path::new("/home/someone")));
-        assert!(!is_socket_dir(Path::new("/")));
     }
 }
