@@ -11,6 +11,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::Language;
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +83,27 @@ pub struct ScenarioResult {
     pub throughput: Vec<ThroughputPoint>,
     pub phases: Option<PhaseBreakdown>,
     pub costs: Option<StepCosts>,
+    /// Tier 4: the same template with Rust handlers, run interleaved with
+    /// this one, and the difference a step. Absent for other scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ffi: Option<FfiComparison>,
+}
+
+/// A scenario whose handlers are in another language against the same
+/// template with Rust handlers, both measured in one run, tasks
+/// alternating between the two engines (A B, B A, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FfiComparison {
+    pub language: Language,
+    /// The Rust worker's latencies over the same pairs.
+    pub rust: Summary,
+    pub pairs: u64,
+    /// Median over pairs of (this − Rust), over the task's steps: what the
+    /// language's boundary and handlers add to one step, µs.
+    pub overhead_per_step_us: f64,
+    /// Bootstrap 95% interval of `overhead_per_step_us`.
+    pub overhead_ci_low_us: f64,
+    pub overhead_ci_high_us: f64,
 }
 
 /// Percentiles of a set of latencies, in microseconds.

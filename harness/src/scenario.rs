@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tasker_engine::{TaskRequest, TaskTemplate};
 
 /// The scenario file as written.
@@ -39,8 +39,10 @@ pub struct Scenario {
     /// Seconds a task may take before the run fails.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
-    /// How the engine runs: `embedded` (one process) or `cluster`
-    /// (separate orchestrator and worker processes).
+    /// How the engine runs: `embedded` (one process), `cluster`
+    /// (separate orchestrator and worker processes) or `ffi` (one
+    /// orchestrator and one worker whose handlers are in another language,
+    /// run interleaved with the Rust worker on the same template).
     #[serde(default)]
     pub topology: Topology,
 }
@@ -76,6 +78,35 @@ pub enum Topology {
         orchestrators: u8,
         workers: u8,
     },
+    Ffi {
+        language: Language,
+    },
+}
+
+/// A language whose step handlers run through the worker core's native
+/// extension (workers/<language>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Python,
+    Ruby,
+    Typescript,
+}
+
+impl Language {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::Ruby => "ruby",
+            Self::Typescript => "typescript",
+        }
+    }
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 fn empty_table() -> toml::Value {

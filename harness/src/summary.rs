@@ -86,6 +86,21 @@ pub fn table(run: &RunResult) -> String {
             }
         }
     }
+    for scenario in &run.scenarios {
+        if let Some(ffi) = &scenario.ffi {
+            let _ = writeln!(
+                out,
+                "{}: {:+.0} µs a step over the Rust worker (95% interval {:+.0} to {:+.0}; \
+                 Rust P50 {:.2} ms over the same {} pairs)",
+                scenario.name,
+                ffi.overhead_per_step_us,
+                ffi.overhead_ci_low_us,
+                ffi.overhead_ci_high_us,
+                ms(ffi.rust.p50_us),
+                ffi.pairs
+            );
+        }
+    }
     for scenario in run.scenarios.iter().filter(|s| !s.throughput.is_empty()) {
         let rows_column = |cell: &str| match scenario.rows {
             Some(_) => format!(" {cell:>10}"),

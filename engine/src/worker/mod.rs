@@ -70,10 +70,30 @@ pub fn namespaces_to_serve(config: &WorkerConfig, templates: &[TaskTemplate]) ->
     namespaces
 }
 
+/// The namespaces a worker serves, once every step of their templates has
+/// a handler in `registry`; the error names the first step that has none.
+/// Templates of other namespaces are another worker's (say one in another
+/// language) and need no handler here.
+pub fn check_handlers(
+    registry: &HandlerRegistry,
+    config: &WorkerConfig,
+    templates: &[TaskTemplate],
+) -> Result<Vec<String>, MissingHandler> {
+    let namespaces = namespaces_to_serve(config, templates);
+    for template in templates
+        .iter()
+        .filter(|t| namespaces.contains(&t.namespace_name))
+    {
+        registry.check(template)?;
+    }
+    Ok(namespaces)
+}
+
 impl Worker {
     /// Start a worker for `templates` on the database at `url`: check that
-    /// every step has a handler, open the claim pool (asynchronous commit)
-    /// beside `pool`, and serve the templates' namespaces.
+    /// every step of the namespaces it serves (`worker.namespaces`, or all
+    /// the templates') has a handler ([`check_handlers`]), open the claim
+    /// pool (asynchronous commit) beside `pool`, and serve those namespaces.
     pub async fn start_for_templates(
         url: &str,
         pool: PgPool,
@@ -81,9 +101,7 @@ impl Worker {
         config: &TaskerConfig,
         templates: &[TaskTemplate],
     ) -> Result<Worker, WorkerError> {
-        for template in templates {
-            registry.check(template)?;
-        }
+        let namespaces = check_handlers(&registry, &config.worker, templates)?;
         let claim_pool = database::connect(
             url,
             &PoolSettings {
@@ -93,7 +111,6 @@ impl Worker {
             },
         )
         .await?;
-        let namespaces = namespaces_to_serve(&config.worker, templates);
         Self::start(
             pool,
             claim_pool,
@@ -186,5 +203,53 @@ impl Worker {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl StepHandler for Nothing {
+        async fn call(&self, _: &StepContext) -> Result<serde_json::Value, HandlerError> {
+            Ok(serde_json::Value::Null)
+        }
+    }
+
+    fn one_step(namespace: &str, callable: &str) -> TaskTemplate {
+        let yaml = format!(
+            "name: {namespace}_flow\nnamespace_name: {namespace}\nversion: \"1.0.0\"\n\
+             steps:\n  - name: only\n    handler:\n      callable: {callable}\n"
+        );
+        TaskTemplate::from_yaml_str(&yaml, namespace).expect("a valid template")
+    }
+
+    #[test]
+    fn a_worker_needs_handlers_only_for_the_namespaces_it_serves() {
+        let templates = [one_step("rust", "rust.run"), one_step("python", "py.run")];
+        let mut registry = HandlerRegistry::new();
+        registry.register("rust.run", Nothing);
+        // Serving every template's namespace: python's step has no handler.
+        let error = check_handlers(&registry, &WorkerConfig::default(), &templates).unwrap_err();
+        assert_eq!(
+            (error.step.as_str(), error.callable.as_str()),
+            ("only", "py.run")
+        );
+        // Serving rust only: python's template is another worker's.
+        let config = WorkerConfig {
+            namespaces: vec!["rust".into()],
+            ..WorkerConfig::default()
+        };
+        let served = check_handlers(&registry, &config, &templates).expect("rust is served");
+        assert_eq!(served, ["rust"]);
+        // Serving python with rust's handlers only is refused.
+        let config = WorkerConfig {
+            namespaces: vec!["python".into()],
+            ..WorkerConfig::default()
+        };
+        assert!(check_handlers(&registry, &config, &templates).is_err());
     }
 }

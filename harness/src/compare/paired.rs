@@ -93,6 +93,33 @@ pub fn compare_interleaved(
     })
 }
 
+/// What B adds to A in absolute terms: the median over pairs of
+/// `candidate_us[i] − baseline_us[i]` and its percentile bootstrap
+/// interval, µs (tier 4's FFI overhead). Pairs as for
+/// [`compare_interleaved`]; `None` without pairs.
+pub fn median_difference(
+    baseline_us: &[u64],
+    candidate_us: &[u64],
+    config: &CompareConfig,
+) -> Option<(f64, f64, f64)> {
+    let differences: Vec<f64> = candidate_us
+        .iter()
+        .zip(baseline_us)
+        .map(|(&b, &a)| b as f64 - a as f64)
+        .collect();
+    if differences.is_empty() {
+        return None;
+    }
+    let mut rng = SeededRng::new(config.bootstrap_seed);
+    let mut draw = Vec::new();
+    let (low, high) =
+        bootstrap_interval(config.bootstrap_resamples, config.confidence_level, || {
+            resample_into(&mut rng, &differences, &mut draw);
+            median_in_place(&mut draw)
+        });
+    Some((median(&differences), low, high))
+}
+
 /// Percentile bootstrap of median(B/A) − 1 over resampled pairs.
 fn bootstrap_median_ratio(ratios: &[f64], config: &CompareConfig) -> (f64, f64) {
     let mut rng = SeededRng::new(config.bootstrap_seed);
@@ -107,6 +134,23 @@ fn bootstrap_median_ratio(ratios: &[f64], config: &CompareConfig) -> (f64, f64) 
 mod tests {
     use super::*;
     use crate::compare::testdata::normal_samples;
+
+    #[test]
+    fn median_difference_is_what_b_adds_to_each_pair_despite_drift() {
+        let (a, _) = drifting_pairs(7, 200, 1.0);
+        // B takes each pair's A time plus 400 µs, give or take 50.
+        let b: Vec<u64> = a
+            .iter()
+            .zip(normal_samples(8, a.len(), 400.0, 50.0))
+            .map(|(a, extra)| a + extra)
+            .collect();
+        let (median, low, high) =
+            median_difference(&a, &b, &CompareConfig::default()).expect("pairs");
+        assert!((median - 400.0).abs() < 15.0, "median {median}");
+        assert!(low <= median && median <= high, "{low} {median} {high}");
+        assert!(high - low < 40.0, "the interval is tight: {low}..{high}");
+        assert_eq!(median_difference(&[], &[], &CompareConfig::default()), None);
+    }
 
     /// `n` interleaved pairs on a machine whose speed drifts by ±30% over
     /// the run; B is `factor` times A.

@@ -80,6 +80,7 @@ pub fn scenario(name: &str, samples_us: Vec<u64>, costs: StepCosts) -> ScenarioR
         throughput: vec![throughput_point(100.0, 99.5)],
         phases: None,
         costs: Some(costs),
+        ffi: None,
     }
 }
 

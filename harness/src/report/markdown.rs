@@ -27,6 +27,7 @@ pub fn render_markdown(
     for tier in tiers {
         md.extend(tier_table(run, tier, baseline));
     }
+    md.extend(detail::ffi(run));
     md.extend(detail::throughput(run));
     md.extend(detail::phases(run));
     md.extend(detail::costs(run));

@@ -16,8 +16,9 @@ use uuid::Uuid;
 use super::costs::{self, Counters};
 use super::engine::{Cluster, Side};
 use super::latency::{one_task, Requests};
+use super::phases;
 use super::{bar, check_results, fresh_database, steps_of, RunPlan};
-use crate::result::StepCosts;
+use crate::result::{PhaseBreakdown, StepCosts};
 use crate::scenario::{Scenario, Topology};
 
 /// Paired latencies, µs: `baseline_us[i]` and `candidate_us[i]` ran back
@@ -27,6 +28,9 @@ pub struct AbSamples {
     pub candidate_us: Vec<u64>,
     pub baseline_costs: Option<StepCosts>,
     pub candidate_costs: Option<StepCosts>,
+    /// Where each side's measured tasks spent their time, step by step.
+    pub baseline_phases: Option<PhaseBreakdown>,
+    pub candidate_phases: Option<PhaseBreakdown>,
 }
 
 /// Run `pairs` pairs of `scenario` tasks, A on `a` and B on `b`, each in
@@ -40,7 +44,7 @@ pub async fn run_ab(
     b: &Side,
 ) -> anyhow::Result<AbSamples> {
     let (orchestrators, workers) = match scenario.topology {
-        Topology::Embedded => (1, 1),
+        Topology::Embedded | Topology::Ffi { .. } => (1, 1),
         Topology::Cluster {
             orchestrators,
             workers,
@@ -99,6 +103,8 @@ async fn alternate(
         candidate_us: Vec::with_capacity(pairs as usize),
         baseline_costs: None,
         candidate_costs: None,
+        baseline_phases: None,
+        candidate_phases: None,
     };
     let (mut tasks_a, mut tasks_b) = (Vec::new(), Vec::new());
     for i in 0..pairs {
@@ -137,5 +143,7 @@ async fn alternate(
     let steps_b = steps_of(b.pool(), &tasks_b).await?.total;
     samples.baseline_costs = before_a.per_step(&after_a, steps_a);
     samples.candidate_costs = before_b.per_step(&after_b, steps_b);
+    samples.baseline_phases = Some(phases::breakdown(a.pool(), &tasks_a, &template).await?);
+    samples.candidate_phases = Some(phases::breakdown(b.pool(), &tasks_b, &template).await?);
     Ok(samples)
 }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::languages::LanguageWorker;
 use crate::build::EngineBuild;
 use crate::scenario::Topology;
 
@@ -48,6 +49,10 @@ impl EngineUnderTest {
                 .await
                 .context("starting the embedded engine")?;
                 Ok(Self::Embedded(Box::new(embedded)))
+            }
+            // Tier 4 runs through the A/B runner (run::ffi), never here.
+            Topology::Ffi { language } => {
+                bail!("a {language} scenario runs with its Rust counterpart (run::ffi)")
             }
             Topology::Cluster {
                 orchestrators,
@@ -118,9 +123,23 @@ impl Cluster {
             processes.push(spawn_until_ready(command, "listening on", &label).await?);
         }
         for i in 0..workers {
-            let mut command = engine_command(side, "tasker-worker", url)?;
-            command.args(["--worker-id", &format!("harness-worker-{i}")]);
-            let label = format!("tasker-worker #{i} ({})", side.build.label);
+            let worker_id = format!("harness-worker-{i}");
+            let (command, label) = match &side.worker {
+                None => {
+                    let mut command = engine_command(side, "tasker-worker", url)?;
+                    command.args(["--worker-id", &worker_id]);
+                    (
+                        command,
+                        format!("tasker-worker #{i} ({})", side.build.label),
+                    )
+                }
+                Some(host) => {
+                    let mut command = host.command(&worker_id);
+                    configure(&mut command, side, url);
+                    let label = format!("{} worker #{i} ({})", host.language, side.build.label);
+                    (command, label)
+                }
+            };
             processes.push(spawn_until_ready(command, "running", &label).await?);
         }
         let pool = database::connect(url, &PoolSettings::from(&config.database)).await?;
@@ -154,17 +173,29 @@ impl Cluster {
     }
 }
 
-/// One engine of a run: a build, and environment set on its processes
-/// (e.g. `TASKER__WORKER__INJECTED_DELAY_US`, the gate's self-test).
+/// One engine of a run: a build, environment set on its processes
+/// (e.g. `TASKER__WORKER__INJECTED_DELAY_US`, the gate's self-test), and
+/// its workers: the Rust `tasker-worker`, or a language's (tier 4).
 #[derive(Debug, Clone)]
 pub struct Side {
     pub build: EngineBuild,
     pub env: Vec<(String, String)>,
+    pub worker: Option<LanguageWorker>,
 }
 
 impl Side {
     pub fn new(build: EngineBuild, env: Vec<(String, String)>) -> Self {
-        Self { build, env }
+        Self {
+            build,
+            env,
+            worker: None,
+        }
+    }
+
+    /// The same side with `worker` in place of the Rust worker.
+    pub fn with_worker(mut self, worker: LanguageWorker) -> Self {
+        self.worker = Some(worker);
+        self
     }
 
     /// "this build", with its extra environment if any.
@@ -178,8 +209,15 @@ impl Side {
 }
 
 pub(crate) fn engine_command(side: &Side, name: &str, url: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(side.build.binary(name)?);
+    configure(&mut command, side, url);
+    Ok(command)
+}
+
+/// The environment every engine process of `side` gets: its database,
+/// configuration and templates, and the side's extra variables.
+fn configure(command: &mut Command, side: &Side, url: &str) {
     let build = &side.build;
-    let mut command = Command::new(build.binary(name)?);
     command
         .current_dir(&build.source_dir)
         .env("DATABASE_URL", url)
@@ -190,7 +228,6 @@ pub(crate) fn engine_command(side: &Side, name: &str, url: &str) -> anyhow::Resu
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     command.envs(side.env.iter().map(|(k, v)| (k, v)));
-    Ok(command)
 }
 
 /// Start a process and wait (up to 30 s) for the line saying it is ready.

@@ -7,6 +7,8 @@ pub mod ab;
 mod costs;
 pub(crate) mod engine;
 pub mod environment;
+mod ffi;
+pub mod languages;
 pub(crate) mod latency;
 mod phases;
 mod throughput;
@@ -22,7 +24,7 @@ use tasker_engine::TaskTemplate;
 use uuid::Uuid;
 
 use crate::result::{RunResult, ScenarioResult, SCHEMA_VERSION};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, Topology};
 use engine::EngineUnderTest;
 pub use engine::Side;
 use latency::Requests;
@@ -48,17 +50,31 @@ pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
     let mut scenarios = Vec::new();
     let mut postgres = None;
     for scenario in &plan.scenarios {
+        let at = || format!("scenario '{}'", scenario.name);
+        if let Topology::Ffi { language } = scenario.topology {
+            if let Some(result) = ffi::run_scenario(plan, scenario, language)
+                .await
+                .with_context(at)?
+            {
+                scenarios.push(result);
+            }
+            continue;
+        }
         let url = fresh_database(&plan.admin_url, &scenario.name).await?;
-        let result = run_scenario(plan, scenario, &url)
-            .await
-            .with_context(|| format!("scenario '{}'", scenario.name))?;
+        let result = run_scenario(plan, scenario, &url).await.with_context(at)?;
         if postgres.is_none() {
-            let pool = PgPool::connect(&url).await?;
-            postgres = Some(environment::postgres(&pool, &plan.backend, &plan.reason).await?);
-            pool.close().await;
+            postgres = Some(server_info(plan, &url).await?);
         }
         scenarios.push(result);
     }
+    let postgres = match postgres {
+        Some(info) => info,
+        // Only tier-4 scenarios ran (on databases of their own).
+        None => {
+            let url = fresh_database(&plan.admin_url, "server_info").await?;
+            server_info(plan, &url).await?
+        }
+    };
     let short = commit.sha.chars().take(10).collect::<String>();
     Ok(RunResult {
         schema_version: SCHEMA_VERSION,
@@ -73,9 +89,16 @@ pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
         }
         .to_string(),
         engine_config: serde_json::to_value(&plan.engine_config)?,
-        postgres: postgres.context("no scenario ran")?,
+        postgres,
         scenarios,
     })
+}
+
+async fn server_info(plan: &RunPlan, url: &str) -> anyhow::Result<crate::result::PostgresInfo> {
+    let pool = PgPool::connect(url).await?;
+    let info = environment::postgres(&pool, &plan.backend, &plan.reason).await?;
+    pool.close().await;
+    Ok(info)
 }
 
 async fn run_scenario(
@@ -114,6 +137,7 @@ async fn measure(
         throughput: Vec::new(),
         phases: None,
         costs: None,
+        ffi: None,
     };
     if let Some(latency_plan) = &scenario.latency {
         let samples = plan.samples.unwrap_or(latency_plan.samples);

@@ -1,23 +1,15 @@
-"""The test handlers: tier 1's arithmetic, and handlers that fail, hang
-or outlive their timeout on their first attempt."""
+"""The test handlers: tier 4's (tier 1's arithmetic under tier 1's callable
+names, from scenarios/ffi/python), and handlers that fail, hang or outlive
+their timeout on their first attempt."""
 
+import importlib.util
 import time
+from pathlib import Path
 
-
-def square(step):
-    parents = list(step.dependency_results.values())
-    n = parents[0] if parents else step.task_context["even_number"]
-    return n * n
-
-
-class Multiply:
-    """A class handler: call(step)."""
-
-    def call(self, step):
-        product = 1
-        for name in sorted(step.dependency_results):
-            product *= step.dependency(name)
-        return product
+_TIER4 = Path(__file__).resolve().parents[3] / "scenarios" / "ffi" / "python" / "handlers.py"
+_spec = importlib.util.spec_from_file_location("tier4_handlers", _TIER4)
+tier4 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tier4)
 
 
 def divide_by_zero(step):
@@ -37,8 +29,7 @@ def hang_first_attempt(step):
 
 
 HANDLERS = {
-    "py.square": square,
-    "py.multiply": Multiply(),
+    **tier4.HANDLERS,
     "py.divide_by_zero": divide_by_zero,
     "py.slow_first_attempt": slow_first_attempt,
     "py.hang_first_attempt": hang_first_attempt,

@@ -4,17 +4,17 @@ import signal
 import time
 
 
-def test_linear_runs_to_n_to_the_16th(engine):
+def test_tier_1_linear_runs_to_n_to_the_16th_with_python_handlers(engine):
     with engine.worker():
-        task = engine.create_task("linear_python", {"even_number": 2})
+        task = engine.create_task("linear", {"even_number": 2}, "linear_workflow")
         assert engine.wait(task) == "complete"
     steps = engine.steps(task)
     assert [steps[f"linear_step_{i}"]["results"] for i in range(1, 5)] == [4, 16, 256, 65536]
 
 
-def test_diamond_with_a_class_handler_converges(engine):
+def test_tier_1_diamond_with_a_class_handler_converges(engine):
     with engine.worker():
-        task = engine.create_task("diamond_python", {"even_number": 2})
+        task = engine.create_task("diamond", {"even_number": 2}, "diamond_workflow")
         assert engine.wait(task) == "complete"
     assert engine.steps(task)["diamond_end"]["results"] == 256  # 2^8
 

@@ -1,12 +1,56 @@
-//! The report's detail sections: throughput and its knee, where a task's
-//! time goes, and what a step costs the database. Kept apart from the
-//! headline latency tables they explain.
+//! The report's detail sections: what another language's handlers add a
+//! step, throughput and its knee, where a task's time goes, and what a step
+//! costs the database. Kept apart from the headline latency tables they
+//! explain.
 
 use super::{ms, row, rows_per_second, section, table_head};
 use crate::report::{
     knee, phase_shares, phase_values, KNEE_MAX_P99_FACTOR, KNEE_MIN_ACHIEVED, PHASE_NAMES,
 };
-use crate::result::{PhaseBreakdown, RunResult, ScenarioResult, StepCosts, ThroughputPoint};
+use crate::result::{
+    FfiComparison, PhaseBreakdown, RunResult, ScenarioResult, StepCosts, ThroughputPoint,
+};
+
+/// Tier 4: each language against the Rust worker on the same template,
+/// from the same interleaved pairs.
+pub(super) fn ffi(run: &RunResult) -> Vec<String> {
+    let measured: Vec<(&ScenarioResult, &FfiComparison)> = run
+        .scenarios
+        .iter()
+        .filter_map(|s| Some((s, s.ffi.as_ref()?)))
+        .collect();
+    if measured.is_empty() {
+        return vec![];
+    }
+    let intro = "Each scenario ran interleaved with the same template on the Rust worker \
+                 (tasks alternating between two engines, one pair at a time); the overhead \
+                 is the median over pairs of the difference, over the task's steps, with \
+                 its bootstrap 95% interval."
+        .to_string();
+    let mut md = section("## Tier 4: what another language adds a step", Some(intro));
+    md.extend(table_head(
+        "scenario|language|pairs|P50 ms|P99 ms|Rust P50 ms|Rust P99 ms|overhead µs/step|95% interval",
+    ));
+    for (s, ffi) in measured {
+        let Some(latency) = &s.latency else { continue };
+        md.push(row(&[
+            s.name.clone(),
+            ffi.language.to_string(),
+            ffi.pairs.to_string(),
+            ms(latency.summary.p50_us as f64),
+            ms(latency.summary.p99_us as f64),
+            ms(ffi.rust.p50_us as f64),
+            ms(ffi.rust.p99_us as f64),
+            format!("{:+.0}", ffi.overhead_per_step_us),
+            format!(
+                "{:+.0} to {:+.0}",
+                ffi.overhead_ci_low_us, ffi.overhead_ci_high_us
+            ),
+        ]));
+    }
+    md.push(String::new());
+    md
+}
 
 pub(super) fn throughput(run: &RunResult) -> Vec<String> {
     let measured: Vec<&ScenarioResult> = run
