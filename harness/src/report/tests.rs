@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::result::{PostgresLoad, Summary};
+use crate::result::{FfiComparison, PostgresLoad, Summary};
+use crate::scenario::Language;
 
 fn sample() -> RunResult {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample-run.json");
@@ -451,4 +452,56 @@ fn results_without_rows_still_load_and_rows_round_trip() {
         "only the batch scenarios"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tier_4_shows_each_language_against_rust_and_tasker_ffi_figure() {
+    let mut run = sample();
+    let linear = run.scenario("linear").unwrap().clone();
+    let ffi = |name: &str, template: &str| {
+        let mut s = linear.clone();
+        s.name = name.into();
+        s.tier = 4;
+        s.template = template.into();
+        s.ffi = Some(FfiComparison {
+            language: Language::Ruby,
+            rust: Summary {
+                p50_us: 9_000,
+                p99_us: 12_000,
+                ..s.latency.as_ref().unwrap().summary
+            },
+            pairs: 200,
+            overhead_per_step_us: 150.4,
+            overhead_ci_low_us: 120.0,
+            overhead_ci_high_us: 181.0,
+        });
+        s
+    };
+    run.scenarios
+        .push(ffi("linear_ruby", "linear/linear_workflow@1.0.0"));
+    run.scenarios
+        .push(ffi("diamond_ruby", "diamond/diamond_workflow@1.0.0"));
+    let md = render_markdown(&run, None, None, &[]);
+    let tier = &md[md
+        .find("## Tier 4: sequential latency")
+        .expect("tier 4 table")..];
+    assert_eq!(
+        row_cells(tier, "linear_ruby")[8],
+        "312–316 ms",
+        "Tasker's FFI linear"
+    );
+    assert_eq!(
+        row_cells(tier, "diamond_ruby")[8],
+        "—",
+        "Tasker publishes no FFI diamond"
+    );
+    let section = &md[md
+        .find("## Tier 4: what another language adds")
+        .expect("ffi section")..];
+    let cells = row_cells(section, "linear_ruby");
+    assert_eq!(
+        &cells[1..4],
+        ["ruby", "200", &ms(linear.latency.unwrap().summary.p50_us)]
+    );
+    assert_eq!(&cells[5..], ["9.00", "12.00", "+150", "+120 to +181"]);
 }
