@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 use tasker_harness::profile;
+use tasker_harness::scenario::Language;
 
 use super::run::{prepare, RunArgs};
 
@@ -45,16 +46,27 @@ pub(super) struct ProfileArgs {
 enum ProfileTarget {
     Orchestration,
     Worker,
+    /// The Python worker (tasker_worker) in place of the Rust worker.
+    WorkerPython,
+    WorkerRuby,
+    WorkerTypescript,
 }
 
 pub(super) async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Result<ExitCode> {
+    use profile::session::Target;
     use tasker_harness::profile::analyze::{analyze, baseline_folded, Analysis};
     use tasker_harness::profile::recipe::{Recipe, Tool};
-    args.plan.default_to_scenario("linear");
     let target = match args.target {
-        ProfileTarget::Orchestration => profile::session::Target::Orchestration,
-        ProfileTarget::Worker => profile::session::Target::Worker,
+        ProfileTarget::Orchestration => Target::Orchestration,
+        ProfileTarget::Worker => Target::Worker,
+        ProfileTarget::WorkerPython => Target::Host(Language::Python),
+        ProfileTarget::WorkerRuby => Target::Host(Language::Ruby),
+        ProfileTarget::WorkerTypescript => Target::Host(Language::Typescript),
     };
+    match target {
+        Target::Host(language) => args.plan.default_to_scenario(&format!("linear_{language}")),
+        _ => args.plan.default_to_scenario("linear"),
+    }
     // Before anything is built or started: a missing or refused profiler
     // is said at once.
     let recipe = usable_recipe(Recipe::load(&args.with)?)?;

@@ -12,7 +12,7 @@ use super::dhat::HeapSummary;
 use super::recipe::{Recipe, Tool};
 use super::record::{time_findings, Finding, ProfileRecord, Unit};
 use super::session::{Profiled, Target};
-use super::{perf, samply, top_table, write_diff_flamegraph, FoldedProfile};
+use super::{boundary, perf, samply, top_table, write_diff_flamegraph, FoldedProfile};
 use crate::build::repo_root;
 use crate::run::environment;
 
@@ -74,6 +74,17 @@ pub fn analyze(a: &Analysis<'_>) -> anyhow::Result<ProfileRecord> {
             };
             record.findings =
                 time_findings(&profile, a.profiled.steps, &source, functions, modules);
+            if let Target::Host(language) = a.target {
+                let split = boundary::split(&profile, language);
+                record.tables = format!(
+                    "{}\n\n{}",
+                    split.markdown(language, a.profiled.steps),
+                    record.tables
+                );
+                record
+                    .findings
+                    .push(boundary_finding(&split, a.profiled.steps, &source));
+            }
         }
         Tool::Dhat => {
             let heap = HeapSummary::load(&a.profiled.recording)?;
@@ -136,6 +147,21 @@ fn folded(
         top_table(&profile.modules(), total, a.top, "module"),
     );
     Ok(())
+}
+
+/// What crossing into the language costs a step (the boundary's CPU).
+fn boundary_finding(split: &boundary::Split, steps: u64, source: &str) -> Finding {
+    Finding {
+        what: "the language boundary (binding, bridge, step JSON encoding)".into(),
+        unit: Unit::Micros,
+        per_step: split.boundary as f64 / 1000.0 / steps.max(1) as f64,
+        evidence: format!(
+            "{:.1}% of {source}'s CPU; the native core has {:.1}%, the language runtime {:.1}%",
+            100.0 * split.boundary as f64 / split.total().max(1) as f64,
+            100.0 * split.core as f64 / split.total().max(1) as f64,
+            100.0 * split.runtime as f64 / split.total().max(1) as f64,
+        ),
+    }
 }
 
 /// The heaviest allocation sites by bytes; sites DHAT tells apart only by

@@ -73,6 +73,13 @@ impl FoldedProfile {
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
+    /// Each distinct stack (root to leaf) with its samples.
+    pub fn stacks(&self) -> impl Iterator<Item = (&[String], u64)> {
+        self.stacks
+            .iter()
+            .map(|(frames, count)| (frames.as_slice(), *count))
+    }
+
     pub fn total_samples(&self) -> u64 {
         self.stacks.iter().map(|(_, count)| count).sum()
     }

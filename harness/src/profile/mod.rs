@@ -8,6 +8,7 @@
 
 pub mod analyze;
 pub mod attached;
+pub mod boundary;
 pub mod console;
 pub mod dhat;
 pub mod folded;

@@ -16,15 +16,19 @@ use super::recipe::{Recipe, Tool};
 use super::{perf, samply};
 use crate::build::EngineBuild;
 use crate::run::engine::{Cluster, Side};
+use crate::run::languages::{LanguageWorker, Prepared};
 use crate::run::latency::{one_task, warm_up, Requests};
 use crate::run::{bar, fresh_database, steps_of, RunPlan};
-use crate::scenario::Scenario;
+use crate::scenario::{Language, Scenario};
 
 /// The engine process to profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Orchestration,
     Worker,
+    /// A language's worker (the worker core in a Python, Ruby or Node
+    /// process) in place of the Rust worker; recorded by samply or perf.
+    Host(Language),
 }
 
 impl Target {
@@ -32,6 +36,9 @@ impl Target {
         match self {
             Target::Orchestration => "orchestration",
             Target::Worker => "worker",
+            Target::Host(Language::Python) => "worker-python",
+            Target::Host(Language::Ruby) => "worker-ruby",
+            Target::Host(Language::Typescript) => "worker-typescript",
         }
     }
 
@@ -39,6 +46,9 @@ impl Target {
         match self {
             Target::Orchestration => "tasker-server",
             Target::Worker => "tasker-worker",
+            Target::Host(Language::Python) => "python (tasker_worker)",
+            Target::Host(Language::Ruby) => "ruby (tasker_worker)",
+            Target::Host(Language::Typescript) => "node (tasker_worker)",
         }
     }
 
@@ -46,7 +56,7 @@ impl Target {
     fn index(self) -> usize {
         match self {
             Target::Orchestration => 0,
-            Target::Worker => 1,
+            Target::Worker | Target::Host(_) => 1,
         }
     }
 }
@@ -93,8 +103,11 @@ pub async fn run_profiled(
             files.display().to_string(),
         ));
     }
+    let mut side = Side::new(spec.build.clone(), env);
+    if let Target::Host(language) = spec.target {
+        side = side.with_worker(host_worker(language, spec, scenario)?);
+    }
     let url = fresh_database(&plan.admin_url, &format!("{}_profile", scenario.name)).await?;
-    let side = Side::new(spec.build.clone(), env);
     let cluster = Cluster::start(&url, &side, &plan.engine_config, 1, 1).await?;
     if spec.live {
         eprintln!(
@@ -116,6 +129,27 @@ pub async fn run_profiled(
         tasks,
         steps: tasks * u64::from(steps_per_task),
     })
+}
+
+/// The language's worker, built, serving the scenario's namespace; only
+/// the attaching profilers see into it.
+fn host_worker(
+    language: Language,
+    spec: &ProfileSpec<'_>,
+    scenario: &Scenario,
+) -> anyhow::Result<LanguageWorker> {
+    if !spec.recipe.tool.attaches() {
+        bail!(
+            "--target {} records with samply or perf only: {} is built into the Rust binaries",
+            spec.target.name(),
+            spec.recipe.name
+        );
+    }
+    let release = spec.recipe.cargo_profile != "dev";
+    match LanguageWorker::prepare(language, &spec.build.source_dir, release)? {
+        Prepared::Ready(worker) => Ok(worker.serving(&scenario.load_template()?.namespace_name)),
+        Prepared::Skipped(why) => bail!("the {language} worker cannot be built here: {why}"),
+    }
 }
 
 /// Warm-up, then the tasks one at a time; an attaching recorder runs
@@ -180,7 +214,11 @@ fn in_process_file(dir: &Path, target: Target, tool: Tool) -> anyhow::Result<Pat
         Tool::TracingFlame => "tracing.folded",
         Tool::Perf | Tool::Samply => unreachable!("attached recorders name their own files"),
     };
-    let path = dir.join(format!("{}.{suffix}", target.binary()));
+    let binary = match target {
+        Target::Host(_) => unreachable!("a language worker is recorded attached (host_worker)"),
+        _ => target.binary(),
+    };
+    let path = dir.join(format!("{binary}.{suffix}"));
     if !path.exists() {
         bail!(
             "{} wrote no {} — was it built with the recipe's feature, and did it exit cleanly? \

@@ -24,7 +24,9 @@ pub async fn run_scenario(
     language: Language,
 ) -> anyhow::Result<Option<ScenarioResult>> {
     let build = EngineBuild::this()?;
-    let worker = match LanguageWorker::prepare(language, &build.source_dir)? {
+    // Optimised like this harness and the engine binaries beside it.
+    let release = !cfg!(debug_assertions);
+    let worker = match LanguageWorker::prepare(language, &build.source_dir, release)? {
         Prepared::Ready(worker) => worker,
         Prepared::Skipped(why) => {
             eprintln!("{}: {why}", scenario.name);

@@ -4,8 +4,8 @@
 //! scenarios/ffi/<language>/.
 //!
 //! The harness builds each with its script (`scripts/<language>-worker
-//! build`) in the harness's own cargo profile, so the native extension is
-//! optimised like the Rust worker it is compared with. A script that finds
+//! build`), optimised when the engine it runs beside is, so the native
+//! extension is compiled like the Rust worker it is compared with. A script that finds
 //! its toolchain missing says so in one `SKIPPED` line, which the run
 //! prints instead of the scenario.
 
@@ -40,12 +40,12 @@ pub enum Prepared {
 
 impl LanguageWorker {
     /// Builds the language's worker with its script (a no-op when it is
-    /// up to date) and returns how to start it.
-    pub fn prepare(language: Language, root: &Path) -> anyhow::Result<Prepared> {
+    /// up to date), optimised when `release`, and returns how to start it.
+    pub fn prepare(language: Language, root: &Path, release: bool) -> anyhow::Result<Prepared> {
         let script = root.join("scripts").join(format!("{language}-worker"));
         let mut command = std::process::Command::new(&script);
         command.arg("build").current_dir(root).stdin(Stdio::null());
-        if !cfg!(debug_assertions) {
+        if release {
             command.arg("--release");
         }
         eprintln!("building the {language} worker ({})", script.display());
