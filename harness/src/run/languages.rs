@@ -94,9 +94,10 @@ impl LanguageWorker {
                 Language::Typescript => (
                     "node".into(),
                     vec![
-                        path(target.join("typescript/worker/cli.js")),
+                        // tsc's output mirrors the repository's folders.
+                        path(target.join("typescript/workers/typescript/src-ts/cli.js")),
                         "--handlers".into(),
-                        path(target.join("typescript/scenarios/handlers.js")),
+                        path(target.join("typescript/scenarios/ffi/typescript/handlers.js")),
                     ],
                     Vec::new(),
                 ),

@@ -155,6 +155,24 @@ impl Bridge {
         }
     }
 
+    /// As [`Bridge::poll`], without blocking a thread: for a host whose
+    /// own loop must stay free (Node's event loop awaits a Promise). Awaited
+    /// on a tokio runtime with its timer enabled (the host's, not the
+    /// worker's). A poll abandoned by its caller takes no step.
+    pub async fn poll_async(&self, timeout: Duration) -> Polled {
+        match tokio::time::timeout(timeout, self.polled.recv_async()).await {
+            Ok(Ok(step)) => Polled::Step(step),
+            Ok(Err(flume::RecvError::Disconnected)) => Polled::Stopped,
+            Err(_elapsed) => Polled::Idle,
+        }
+    }
+
+    /// Steps that can wait for the host at once: the worker's concurrency,
+    /// so a host running this many handlers at once keeps every claim busy.
+    pub fn capacity(&self) -> usize {
+        self.polled.capacity().unwrap_or(1)
+    }
+
     /// Hands the host's outcome for step `id` to the waiting worker. A
     /// success whose text is not JSON fails the step (permanently) with
     /// `InvalidResult`, since the handler's code is what is wrong.

@@ -7,7 +7,8 @@
 //! leases, timeouts, retries and result batching are exactly the Rust
 //! worker's. Claimed steps wait in a bounded channel that the host drains
 //! with [`HostWorker::poll`] (blocking, with the host's interpreter lock
-//! released, never busy-looping) and results come back through
+//! released, never busy-looping) or awaits with [`HostWorker::poll_async`]
+//! (a host with an event loop, such as Node), and results come back through
 //! [`HostWorker::complete`]. A step crosses the boundary once each way,
 //! as JSON text.
 //!
@@ -128,6 +129,17 @@ impl HostWorker {
     /// the host's interpreter lock released.
     pub fn poll(&self, timeout: Duration) -> Polled {
         self.bridge.poll(timeout)
+    }
+
+    /// As [`HostWorker::poll`], awaited instead of blocking, on the host's
+    /// tokio runtime (see [`Bridge::poll_async`]).
+    pub async fn poll_async(&self, timeout: Duration) -> Polled {
+        self.bridge.poll_async(timeout).await
+    }
+
+    /// `worker.concurrency`: the most steps handed to the host at once.
+    pub fn concurrency(&self) -> usize {
+        self.bridge.capacity()
     }
 
     /// The host's outcome for step `id`.

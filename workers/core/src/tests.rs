@@ -312,3 +312,78 @@ async fn a_host_handler_past_its_timeout_is_retried_and_its_late_result_refused(
     host.join().unwrap();
     assert_eq!(bridge.in_flight(), 0);
 }
+
+/// poll_async waits without a thread: Idle while a handler could still
+/// send, Stopped once the bridge is closed and the last handler dropped.
+#[tokio::test]
+async fn poll_async_is_idle_until_the_last_handler_is_gone() {
+    let bridge = Bridge::new(3);
+    assert_eq!(bridge.capacity(), 3);
+    let handler = bridge.handler("linear.square").expect("open bridge");
+    assert_eq!(
+        bridge.poll_async(Duration::from_millis(20)).await,
+        Polled::Idle
+    );
+    bridge.close();
+    assert!(bridge.handler("linear.square").is_none());
+    assert_eq!(
+        bridge.poll_async(Duration::from_millis(20)).await,
+        Polled::Idle
+    );
+    drop(handler);
+    assert_eq!(
+        bridge.poll_async(Duration::from_secs(5)).await,
+        Polled::Stopped
+    );
+}
+
+/// A host on an event loop: polls awaited with a timeout far shorter than
+/// a step (so many time out and are abandoned), each step completed from
+/// its own task. No step is lost and the results are the host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_host_serves_the_linear_scenario() {
+    let template = linear();
+    let bridge = Bridge::new(4);
+    let engine = start_engine(&template, &bridge).await;
+    let host = {
+        let bridge = bridge.clone();
+        tokio::spawn(async move {
+            let mut idle = 0;
+            loop {
+                match bridge.poll_async(Duration::from_millis(2)).await {
+                    Polled::Step(step) => {
+                        let bridge = bridge.clone();
+                        tokio::spawn(async move {
+                            bridge.complete(step.id, square(&step)).unwrap();
+                        });
+                    }
+                    Polled::Idle => idle += 1,
+                    Polled::Stopped => return idle,
+                }
+            }
+        })
+    };
+    let task = linear_task(&engine.client, &template).await;
+    let state = engine
+        .client
+        .wait_for_completion(task, TASK_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state, TaskState::Complete);
+    let results: Vec<Option<Value>> = step_results(&engine.client, task)
+        .await
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect();
+    assert_eq!(
+        results,
+        [4, 16, 256, 65536].map(|n| Some(json!(n))).to_vec()
+    );
+    engine.shutdown().await;
+    bridge.close();
+    let idle = host
+        .await
+        .expect("the host loop ends when the worker stops");
+    assert!(idle > 0, "polls timed out while the host waited");
+    assert_eq!(bridge.in_flight(), 0);
+}
