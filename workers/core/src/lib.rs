@@ -147,6 +147,24 @@ impl HostWorker {
         self.bridge.complete(id, outcome)
     }
 
+    /// The handler's result (JSON text) for step `id`; false when the
+    /// engine no longer waits for it (it timed out): the result is dropped.
+    /// What the bindings' `complete_success` calls.
+    pub fn succeed(&self, id: u64, result_json: String) -> bool {
+        self.complete(id, HostOutcome::Success(result_json)).is_ok()
+    }
+
+    /// The handler failed (`error_type`: e.g. the exception's class);
+    /// false as for [`HostWorker::succeed`].
+    pub fn fail(&self, id: u64, error_type: String, message: String, retryable: bool) -> bool {
+        let error = HandlerError {
+            error_type,
+            message,
+            retryable,
+        };
+        self.complete(id, HostOutcome::Failure(error)).is_ok()
+    }
+
     /// Stops claiming and waits until the steps already handed over are
     /// completed and their results submitted; meanwhile the host must keep
     /// polling and completing (from another thread). After it, `poll`

@@ -97,6 +97,37 @@ async fn step_results(
     steps
 }
 
+/// Creates a linear task and waits until it ends.
+async fn run_linear(engine: &Embedded, template: &TaskTemplate) -> (Uuid, TaskState) {
+    let task = linear_task(&engine.client, template).await;
+    let state = engine
+        .client
+        .wait_for_completion(task, TASK_TIMEOUT)
+        .await
+        .unwrap();
+    (task, state)
+}
+
+/// The linear task's steps hold N^2, N^4, N^8, N^16 for N = 2.
+async fn assert_linear_results(client: &TaskerClient, task: Uuid) {
+    let results: Vec<Option<Value>> = step_results(client, task)
+        .await
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect();
+    assert_eq!(
+        results,
+        [4, 16, 256, 65536].map(|n| Some(json!(n))).to_vec()
+    );
+}
+
+/// Shuts the engine down, then closes the bridge: the host's poll says
+/// Stopped once the worker has dropped its handlers.
+async fn stop(engine: Embedded, bridge: &Bridge) {
+    engine.shutdown().await;
+    bridge.close();
+}
+
 async fn start_engine(template: &TaskTemplate, bridge: &Arc<Bridge>) -> Embedded {
     let database = test_database().await.expect("test database");
     let registry = host_registry(bridge, template.callables());
@@ -174,24 +205,10 @@ async fn results_cross_the_boundary_as_json() {
     let bridge = Bridge::new(4);
     let engine = start_engine(&template, &bridge).await;
     let host = serve(bridge.clone(), |step| Some(square(step)));
-    let task = linear_task(&engine.client, &template).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let (task, state) = run_linear(&engine, &template).await;
     assert_eq!(state, TaskState::Complete);
-    let results: Vec<Option<Value>> = step_results(&engine.client, task)
-        .await
-        .into_iter()
-        .map(|(_, _, r)| r)
-        .collect();
-    assert_eq!(
-        results,
-        [4, 16, 256, 65536].map(|n| Some(json!(n))).to_vec()
-    );
-    engine.shutdown().await;
-    bridge.close();
+    assert_linear_results(&engine.client, task).await;
+    stop(engine, &bridge).await;
     assert!(host.join().unwrap().is_empty());
 }
 
@@ -212,12 +229,7 @@ async fn a_failing_host_handler_fails_the_step_with_its_error_type() {
             )),
         })
     });
-    let task = linear_task(&engine.client, &template).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let (task, state) = run_linear(&engine, &template).await;
     assert_eq!(state, TaskState::Error);
     let steps = step_results(&engine.client, task).await;
     assert_eq!(steps[0].1, StepState::Complete);
@@ -231,8 +243,7 @@ async fn a_failing_host_handler_fails_the_step_with_its_error_type() {
             .contains("division by zero"),
         "{error}"
     );
-    engine.shutdown().await;
-    bridge.close();
+    stop(engine, &bridge).await;
     host.join().unwrap();
 
     let bridge = Bridge::new(4);
@@ -240,18 +251,12 @@ async fn a_failing_host_handler_fails_the_step_with_its_error_type() {
     let host = serve(bridge.clone(), |_| {
         Some(HostOutcome::Success("not json".into()))
     });
-    let task = linear_task(&engine.client, &template).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let (task, state) = run_linear(&engine, &template).await;
     assert_eq!(state, TaskState::Error);
     let steps = step_results(&engine.client, task).await;
     let error = steps[0].2.as_ref().expect("the step's error");
     assert_eq!(error["error_type"], "InvalidResult", "{error}");
-    engine.shutdown().await;
-    bridge.close();
+    stop(engine, &bridge).await;
     host.join().unwrap();
 }
 
@@ -286,12 +291,7 @@ async fn a_host_handler_past_its_timeout_is_retried_and_its_late_result_refused(
             Some(square(step))
         })
     };
-    let task = linear_task(&engine.client, &template).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let (task, state) = run_linear(&engine, &template).await;
     assert_eq!(state, TaskState::Complete);
     let first = engine
         .client
@@ -307,8 +307,7 @@ async fn a_host_handler_past_its_timeout_is_retried_and_its_late_result_refused(
         held.lock().unwrap().is_none(),
         "the late completion was tried"
     );
-    engine.shutdown().await;
-    bridge.close();
+    stop(engine, &bridge).await;
     host.join().unwrap();
     assert_eq!(bridge.in_flight(), 0);
 }
@@ -363,24 +362,10 @@ async fn an_async_host_serves_the_linear_scenario() {
             }
         })
     };
-    let task = linear_task(&engine.client, &template).await;
-    let state = engine
-        .client
-        .wait_for_completion(task, TASK_TIMEOUT)
-        .await
-        .unwrap();
+    let (task, state) = run_linear(&engine, &template).await;
     assert_eq!(state, TaskState::Complete);
-    let results: Vec<Option<Value>> = step_results(&engine.client, task)
-        .await
-        .into_iter()
-        .map(|(_, _, r)| r)
-        .collect();
-    assert_eq!(
-        results,
-        [4, 16, 256, 65536].map(|n| Some(json!(n))).to_vec()
-    );
-    engine.shutdown().await;
-    bridge.close();
+    assert_linear_results(&engine.client, task).await;
+    stop(engine, &bridge).await;
     let idle = host
         .await
         .expect("the host loop ends when the worker stops");

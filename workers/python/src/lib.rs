@@ -9,9 +9,7 @@ use std::time::Duration;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
-use tasker_worker_core::{
-    CompleteError, HandlerError, HostOutcome, HostWorker, HostWorkerOptions, Polled,
-};
+use tasker_worker_core::{HostWorker, HostWorkerOptions, Polled};
 
 create_exception!(
     _native,
@@ -75,7 +73,7 @@ impl NativeWorker {
     /// The handler's result (JSON text). False when the engine no longer
     /// waits for this step (it timed out): the result is dropped.
     fn complete_success(&self, id: u64, result_json: String) -> bool {
-        accepted(self.inner.complete(id, HostOutcome::Success(result_json)))
+        self.inner.succeed(id, result_json)
     }
 
     /// The handler raised. False as for `complete_success`.
@@ -86,12 +84,7 @@ impl NativeWorker {
         message: String,
         retryable: bool,
     ) -> bool {
-        let error = HandlerError {
-            error_type,
-            message,
-            retryable,
-        };
-        accepted(self.inner.complete(id, HostOutcome::Failure(error)))
+        self.inner.fail(id, error_type, message, retryable)
     }
 
     /// Stops claiming and returns once the steps handed over are completed
@@ -100,10 +93,6 @@ impl NativeWorker {
     fn stop(&self, py: Python<'_>) {
         py.detach(|| self.inner.stop());
     }
-}
-
-fn accepted(result: Result<(), CompleteError>) -> bool {
-    result.is_ok()
 }
 
 #[pymodule]

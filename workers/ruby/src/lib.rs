@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use magnus::value::Lazy;
 use magnus::{function, method, prelude::*, Error, ExceptionClass, Ruby};
-use tasker_worker_core::{
-    CompleteError, HandlerError, HostOutcome, HostWorker, HostWorkerOptions, Polled,
-};
+use tasker_worker_core::{HostWorker, HostWorkerOptions, Polled};
 
 /// How long a blocked `poll` may keep Ruby waiting after an interrupt
 /// (Thread#kill, the interpreter's exit): it waits in slices this long.
@@ -94,7 +92,7 @@ impl Native {
     /// The handler's result (JSON text). False when the engine no longer
     /// waits for this step (it timed out): the result is dropped.
     fn complete_success(&self, id: u64, result_json: String) -> bool {
-        accepted(self.inner.complete(id, HostOutcome::Success(result_json)))
+        self.inner.succeed(id, result_json)
     }
 
     /// The handler raised. False as for `complete_success`.
@@ -105,12 +103,7 @@ impl Native {
         message: String,
         retryable: bool,
     ) -> bool {
-        let error = HandlerError {
-            error_type,
-            message,
-            retryable,
-        };
-        accepted(self.inner.complete(id, HostOutcome::Failure(error)))
+        self.inner.fail(id, error_type, message, retryable)
     }
 
     /// Stops claiming and returns true once the steps handed over are
@@ -149,10 +142,6 @@ impl Native {
             None => Ok(false),
         }
     }
-}
-
-fn accepted(result: Result<(), CompleteError>) -> bool {
-    result.is_ok()
 }
 
 #[magnus::init(name = "tasker_worker_native")]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::spawn_blocking;
 use napi::{Error, Result, Status};
 use napi_derive::napi;
-use tasker_worker_core::{HandlerError, HostOutcome, HostWorker, HostWorkerOptions, Polled};
+use tasker_worker_core::{HostWorker, HostWorkerOptions, Polled};
 
 /// The largest integer a JS number holds exactly.
 const MAX_SAFE_ID: f64 = 9_007_199_254_740_991.0;
@@ -105,8 +105,7 @@ impl NativeWorker {
     /// waits for this step (it timed out): the result is dropped.
     #[napi]
     pub fn complete_success(&self, id: f64, result_json: String) -> Result<bool> {
-        let outcome = HostOutcome::Success(result_json);
-        Ok(self.inner.complete(step_id(id)?, outcome).is_ok())
+        Ok(self.inner.succeed(step_id(id)?, result_json))
     }
 
     /// The handler threw. False as for `completeSuccess`.
@@ -118,12 +117,9 @@ impl NativeWorker {
         message: String,
         retryable: bool,
     ) -> Result<bool> {
-        let outcome = HostOutcome::Failure(HandlerError {
-            error_type,
-            message,
-            retryable,
-        });
-        Ok(self.inner.complete(step_id(id)?, outcome).is_ok())
+        Ok(self
+            .inner
+            .fail(step_id(id)?, error_type, message, retryable))
     }
 
     /// Stops claiming; resolves once the steps handed over are completed
