@@ -104,6 +104,11 @@ pub struct FfiComparison {
     /// Bootstrap 95% interval of `overhead_per_step_us`.
     pub overhead_ci_low_us: f64,
     pub overhead_ci_high_us: f64,
+    /// The Rust side's per-step database costs, beside the scenario's own
+    /// `costs`: a language's handlers must not change what a step costs
+    /// the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rust_costs: Option<StepCosts>,
 }
 
 /// Percentiles of a set of latencies, in microseconds.

@@ -474,6 +474,7 @@ fn tier_4_shows_each_language_against_rust_and_tasker_ffi_figure() {
             overhead_per_step_us: 150.4,
             overhead_ci_low_us: 120.0,
             overhead_ci_high_us: 181.0,
+            rust_costs: s.costs,
         });
         s
     };
@@ -503,5 +504,7 @@ fn tier_4_shows_each_language_against_rust_and_tasker_ffi_figure() {
         &cells[1..4],
         ["ruby", "200", &ms(linear.latency.unwrap().summary.p50_us)]
     );
-    assert_eq!(&cells[5..], ["9.00", "12.00", "+150", "+120 to +181"]);
+    assert_eq!(&cells[5..9], ["9.00", "12.00", "+150", "+120 to +181"]);
+    let statements = format!("{:.2}", linear.costs.unwrap().statements_per_step);
+    assert_eq!(cells[9], format!("{statements} ({statements})"));
 }

@@ -78,6 +78,7 @@ fn result(
         overhead_per_step_us: median / steps as f64,
         overhead_ci_low_us: low / steps as f64,
         overhead_ci_high_us: high / steps as f64,
+        rust_costs: samples.baseline_costs,
     });
     // The language side's own time: its tasks ran one at a time, between
     // the Rust side's.

@@ -29,7 +29,7 @@ pub(super) fn ffi(run: &RunResult) -> Vec<String> {
         .to_string();
     let mut md = section("## Tier 4: what another language adds a step", Some(intro));
     md.extend(table_head(
-        "scenario|language|pairs|P50 ms|P99 ms|Rust P50 ms|Rust P99 ms|overhead µs/step|95% interval",
+        "scenario|language|pairs|P50 ms|P99 ms|Rust P50 ms|Rust P99 ms|overhead µs/step|95% interval|statements/step (Rust)",
     ));
     for (s, ffi) in measured {
         let Some(latency) = &s.latency else { continue };
@@ -46,10 +46,21 @@ pub(super) fn ffi(run: &RunResult) -> Vec<String> {
                 "{:+.0} to {:+.0}",
                 ffi.overhead_ci_low_us, ffi.overhead_ci_high_us
             ),
+            statements(s.costs.as_ref(), ffi.rust_costs.as_ref()),
         ]));
     }
     md.push(String::new());
     md
+}
+
+/// Statements a step on the language's side (and on Rust's).
+fn statements(own: Option<&StepCosts>, rust: Option<&StepCosts>) -> String {
+    let cell = |c: Option<&StepCosts>| {
+        c.map_or("—".to_string(), |c| {
+            format!("{:.2}", c.statements_per_step)
+        })
+    };
+    format!("{} ({})", cell(own), cell(rust))
 }
 
 pub(super) fn throughput(run: &RunResult) -> Vec<String> {
