@@ -10,6 +10,7 @@ pub mod analyze;
 pub mod attached;
 pub mod boundary;
 pub mod console;
+pub mod database;
 pub mod dhat;
 pub mod folded;
 pub mod perf;

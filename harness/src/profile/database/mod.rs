@@ -1,0 +1,43 @@
+//! The database as a profiling target (issue 16, in progress): where each
+//! step's server time goes, in the same unit as the Rust processes' (time
+//! a step).
+//!
+//! - `statements`: pg_stat_statements with `track = all`, read before and
+//!   after the measured tasks: server time, calls, rows, buffers and WAL
+//!   per statement, the hot-path functions' nested statements included;
+//! - `functions`: pg_stat_user_functions (`track_functions = all`): time
+//!   per PL/pgSQL function, its own and with what it calls.
+//!
+//! Both are snapshots taken by the caller and subtracted, so a warm-up is
+//! left out without resetting the server's counters.
+
+pub mod functions;
+pub mod statements;
+
+/// A statement's text on one line, at most `max` characters (an ellipsis
+/// marks a cut), for tables.
+pub fn one_line(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn statements_are_shown_on_one_line_and_cut() {
+        assert_eq!(
+            one_line("SELECT *\n  FROM t\n WHERE x = $1", 80),
+            "SELECT * FROM t WHERE x = $1"
+        );
+        assert_eq!(
+            one_line("SELECT tasker.claim_steps($1, $2)", 13),
+            "SELECT tasker…"
+        );
+        assert_eq!(one_line("é è ê", 3), "é è…");
+    }
+}

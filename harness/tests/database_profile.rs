@@ -1,0 +1,88 @@
+//! The database profile's readings on a real server: statements run inside
+//! a PL/pgSQL function show up as nested statements, and the function's
+//! own time, between two snapshots.
+
+use std::time::Duration;
+
+use pg_local::{ClusterOptions, LocalCluster};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection};
+use tasker_harness::profile::database::functions::FunctionSnapshot;
+use tasker_harness::profile::database::statements::{toplevel_ms, Snapshot};
+
+#[tokio::test]
+async fn nested_statements_and_function_times_are_read_between_two_snapshots() {
+    let mut options = ClusterOptions::for_tests();
+    options.settings.push((
+        "shared_preload_libraries".into(),
+        "pg_stat_statements".into(),
+    ));
+    let cluster =
+        LocalCluster::start(&options).expect("a local PostgreSQL with pg_stat_statements");
+    let mut admin = PgConnection::connect(&cluster.admin_url()).await.unwrap();
+    sqlx::query("CREATE DATABASE profiled")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = cluster.url("profiled");
+    // The workload's session tracks nested statements and functions (both
+    // settings are a superuser's to set per session).
+    let mut work = PgConnection::connect(&url).await.unwrap();
+    for statement in [
+        "CREATE EXTENSION pg_stat_statements",
+        "SET pg_stat_statements.track = 'all'",
+        "SET track_functions = 'all'",
+        "CREATE TABLE t (x int)",
+        "CREATE FUNCTION bump(n int) RETURNS void LANGUAGE plpgsql AS \
+         $$ BEGIN INSERT INTO t VALUES (n); END $$",
+    ] {
+        sqlx::query(statement).execute(&mut work).await.unwrap();
+    }
+    let reader = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let (statements_before, functions_before) = (
+        Snapshot::read(&reader).await.unwrap(),
+        FunctionSnapshot::read(&reader).await.unwrap(),
+    );
+    for n in 0..5 {
+        sqlx::query("SELECT bump($1)")
+            .bind(n)
+            .execute(&mut work)
+            .await
+            .unwrap();
+    }
+    // Function statistics are published when the backend goes idle.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut work)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let statements = statements_before.since(&Snapshot::read(&reader).await.unwrap());
+    let functions = functions_before.since(&FunctionSnapshot::read(&reader).await.unwrap());
+
+    let find = |text: &str, toplevel: bool| {
+        statements
+            .iter()
+            .find(|s| s.query.contains(text) && s.toplevel == toplevel)
+            .unwrap_or_else(|| panic!("no {text} (toplevel {toplevel}) in {statements:#?}"))
+    };
+    let call = find("bump", true);
+    let insert = find("INSERT INTO t", false);
+    assert_eq!((call.calls, insert.calls), (5, 5));
+    assert_eq!(insert.rows, 5);
+    assert!(insert.wal_bytes > 0, "the inserts wrote WAL");
+    assert!(
+        insert.total_exec_time <= call.total_exec_time,
+        "the nested insert's time is inside the call's"
+    );
+    assert!(toplevel_ms(&statements) >= call.total_exec_time);
+    let bump = functions
+        .iter()
+        .find(|f| f.name == "public.bump")
+        .unwrap_or_else(|| panic!("public.bump not in {functions:?}"));
+    assert_eq!(bump.calls, 5);
+    assert!(bump.self_time > 0.0 && bump.self_time <= bump.total_time);
+}
