@@ -1,6 +1,7 @@
 //! The database profile's readings on a real server: statements run inside
 //! a PL/pgSQL function show up as nested statements, and the function's
-//! own time, between two snapshots.
+//! own time, between two snapshots; a backend blocked on a lock is sampled
+//! as waiting on it.
 
 use std::time::Duration;
 
@@ -9,22 +10,31 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 use tasker_harness::profile::database::functions::FunctionSnapshot;
 use tasker_harness::profile::database::statements::{toplevel_ms, Snapshot};
+use tasker_harness::profile::database::waits::{self, Category};
+use tokio_util::sync::CancellationToken;
 
-#[tokio::test]
-async fn nested_statements_and_function_times_are_read_between_two_snapshots() {
+fn cluster() -> LocalCluster {
     let mut options = ClusterOptions::for_tests();
     options.settings.push((
         "shared_preload_libraries".into(),
         "pg_stat_statements".into(),
     ));
-    let cluster =
-        LocalCluster::start(&options).expect("a local PostgreSQL with pg_stat_statements");
+    LocalCluster::start(&options).expect("a local PostgreSQL with pg_stat_statements")
+}
+
+async fn database(cluster: &LocalCluster, name: &str) -> String {
     let mut admin = PgConnection::connect(&cluster.admin_url()).await.unwrap();
-    sqlx::query("CREATE DATABASE profiled")
+    sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await
         .unwrap();
-    let url = cluster.url("profiled");
+    cluster.url(name)
+}
+
+#[tokio::test]
+async fn nested_statements_and_function_times_are_read_between_two_snapshots() {
+    let cluster = cluster();
+    let url = database(&cluster, "profiled").await;
     // The workload's session tracks nested statements and functions (both
     // settings are a superuser's to set per session).
     let mut work = PgConnection::connect(&url).await.unwrap();
@@ -85,4 +95,65 @@ async fn nested_statements_and_function_times_are_read_between_two_snapshots() {
         .unwrap_or_else(|| panic!("public.bump not in {functions:?}"));
     assert_eq!(bump.calls, 5);
     assert!(bump.self_time > 0.0 && bump.self_time <= bump.total_time);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_blocked_on_a_lock_is_sampled_waiting_on_it() {
+    let cluster = cluster();
+    let url = database(&cluster, "waits").await;
+    let mut holder = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE t (x int)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // The holder keeps the table locked, idle in its transaction, while
+    // the other backend waits for the lock for about half a second.
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE t")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut blocked = PgConnection::connect(&url).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        sqlx::query("SELECT count(*) FROM t")
+            .execute(&mut blocked)
+            .await
+            .unwrap();
+    });
+    let sampler_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let sampler = tokio::spawn({
+        let stop = stop.clone();
+        async move { waits::sample(&sampler_pool, "waits", Duration::from_millis(5), stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let profile = sampler.await.unwrap().unwrap();
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    waiting.await.unwrap();
+
+    assert!(profile.rounds >= 20, "sampled every 5 ms: {profile:?}");
+    let locks = profile
+        .categories
+        .get(&Category::Lock)
+        .copied()
+        .unwrap_or(0);
+    let client = profile
+        .categories
+        .get(&Category::Client)
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        locks * 10 >= profile.rounds * 9,
+        "the blocked backend waits on the lock: {profile:?}"
+    );
+    assert!(
+        client * 10 >= profile.rounds * 9,
+        "the holder is idle in its transaction: {profile:?}"
+    );
+    assert!(profile.events.contains_key("Lock:relation"), "{profile:?}");
 }

@@ -6,13 +6,17 @@
 //!   after the measured tasks: server time, calls, rows, buffers and WAL
 //!   per statement, the hot-path functions' nested statements included;
 //! - `functions`: pg_stat_user_functions (`track_functions = all`): time
-//!   per PL/pgSQL function, its own and with what it calls.
+//!   per PL/pgSQL function, its own and with what it calls;
+//! - `waits`: the engine's busy backends sampled from pg_stat_activity
+//!   every few milliseconds: CPU, WAL flush, locks, I/O, client.
 //!
-//! Both are snapshots taken by the caller and subtracted, so a warm-up is
-//! left out without resetting the server's counters.
+//! Statements and functions are snapshots taken by the caller and
+//! subtracted, so a warm-up is left out without resetting the server's
+//! counters.
 
 pub mod functions;
 pub mod statements;
+pub mod waits;
 
 /// A statement's text on one line, at most `max` characters (an ellipsis
 /// marks a cut), for tables.
