@@ -1,7 +1,8 @@
 //! The database profile's readings on a real server: statements run inside
 //! a PL/pgSQL function show up as nested statements, and the function's
 //! own time, between two snapshots; a backend blocked on a lock is sampled
-//! as waiting on it.
+//! as waiting on it; synchronous commits are counted and timed as WAL
+//! flushes.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use sqlx::{Connection, PgConnection};
 use tasker_harness::profile::database::functions::FunctionSnapshot;
 use tasker_harness::profile::database::statements::{toplevel_ms, Snapshot};
 use tasker_harness::profile::database::waits::{self, Category};
+use tasker_harness::profile::database::wal::WalStats;
 use tokio_util::sync::CancellationToken;
 
 fn cluster() -> LocalCluster {
@@ -156,4 +158,42 @@ async fn a_backend_blocked_on_a_lock_is_sampled_waiting_on_it() {
         "the holder is idle in its transaction: {profile:?}"
     );
     assert!(profile.events.contains_key("Lock:relation"), "{profile:?}");
+}
+
+#[tokio::test]
+async fn each_synchronous_commit_is_a_timed_wal_flush() {
+    // Durable (fsync on), with WAL I/O timed.
+    let mut options = ClusterOptions::default();
+    options
+        .settings
+        .push(("track_wal_io_timing".into(), "on".into()));
+    let cluster = LocalCluster::start(&options).expect("a local PostgreSQL");
+    let url = database(&cluster, "commits").await;
+    let reader = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut work = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE t (x int)")
+        .execute(&mut work)
+        .await
+        .unwrap();
+    let before = WalStats::read(&reader).await.unwrap();
+    for n in 0..20 {
+        sqlx::query("INSERT INTO t VALUES ($1)")
+            .bind(n)
+            .execute(&mut work)
+            .await
+            .unwrap();
+    }
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut work)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = before.since(&WalStats::read(&reader).await.unwrap());
+    assert!(grown.wal_sync >= 20, "one flush per commit: {grown:?}");
+    assert!(grown.wal_sync_time > 0.0, "timed: {grown:?}");
+    assert!(grown.wal_records >= 20 && grown.wal_bytes > 0, "{grown:?}");
 }

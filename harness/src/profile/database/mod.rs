@@ -8,7 +8,9 @@
 //! - `functions`: pg_stat_user_functions (`track_functions = all`): time
 //!   per PL/pgSQL function, its own and with what it calls;
 //! - `waits`: the engine's busy backends sampled from pg_stat_activity
-//!   every few milliseconds: CPU, WAL flush, locks, I/O, client.
+//!   every few milliseconds: CPU, WAL flush, locks, I/O, client;
+//! - `wal`: pg_stat_wal (`track_wal_io_timing = on`): WAL writes and
+//!   flushes and their time, what commits cost.
 //!
 //! Statements and functions are snapshots taken by the caller and
 //! subtracted, so a warm-up is left out without resetting the server's
@@ -17,6 +19,7 @@
 pub mod functions;
 pub mod statements;
 pub mod waits;
+pub mod wal;
 
 /// A statement's text on one line, at most `max` characters (an ellipsis
 /// marks a cut), for tables.
