@@ -24,6 +24,23 @@ fn cluster() -> LocalCluster {
     LocalCluster::start(&options).expect("a local PostgreSQL with pg_stat_statements")
 }
 
+/// Runs `statement` with 0..count as its parameter, then has the backend
+/// publish its statistics (functions, WAL), which it does once idle.
+async fn run_and_publish(work: &mut PgConnection, statement: &str, count: i32) {
+    for n in 0..count {
+        sqlx::query(statement)
+            .bind(n)
+            .execute(&mut *work)
+            .await
+            .unwrap();
+    }
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *work)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 async fn database(cluster: &LocalCluster, name: &str) -> String {
     let mut admin = PgConnection::connect(&cluster.admin_url()).await.unwrap();
     sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -59,19 +76,7 @@ async fn nested_statements_and_function_times_are_read_between_two_snapshots() {
         Snapshot::read(&reader).await.unwrap(),
         FunctionSnapshot::read(&reader).await.unwrap(),
     );
-    for n in 0..5 {
-        sqlx::query("SELECT bump($1)")
-            .bind(n)
-            .execute(&mut work)
-            .await
-            .unwrap();
-    }
-    // Function statistics are published when the backend goes idle.
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut work)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    run_and_publish(&mut work, "SELECT bump($1)", 5).await;
     let statements = statements_before.since(&Snapshot::read(&reader).await.unwrap());
     let functions = functions_before.since(&FunctionSnapshot::read(&reader).await.unwrap());
 
@@ -180,18 +185,7 @@ async fn each_synchronous_commit_is_a_timed_wal_flush() {
         .await
         .unwrap();
     let before = WalStats::read(&reader).await.unwrap();
-    for n in 0..20 {
-        sqlx::query("INSERT INTO t VALUES ($1)")
-            .bind(n)
-            .execute(&mut work)
-            .await
-            .unwrap();
-    }
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut work)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    run_and_publish(&mut work, "INSERT INTO t VALUES ($1)", 20).await;
     let grown = before.since(&WalStats::read(&reader).await.unwrap());
     assert!(grown.wal_sync >= 20, "one flush per commit: {grown:?}");
     assert!(grown.wal_sync_time > 0.0, "timed: {grown:?}");
