@@ -8,7 +8,7 @@
 use anyhow::Context;
 
 use super::ab::{run_ab, AbSamples};
-use super::languages::{LanguageWorker, Prepared};
+use super::languages::{Prepared, PreparedWorkers};
 use super::{RunPlan, Side};
 use crate::build::EngineBuild;
 use crate::compare::{paired, CompareConfig};
@@ -22,11 +22,12 @@ pub async fn run_scenario(
     plan: &RunPlan,
     scenario: &Scenario,
     language: Language,
+    workers: &mut PreparedWorkers,
 ) -> anyhow::Result<Option<ScenarioResult>> {
     let build = EngineBuild::this()?;
     // Optimised like this harness and the engine binaries beside it.
     let release = !cfg!(debug_assertions);
-    let worker = match LanguageWorker::prepare(language, &build.source_dir, release)? {
+    let worker = match workers.get(language, &build.source_dir, release)? {
         Prepared::Ready(worker) => worker,
         Prepared::Skipped(why) => {
             eprintln!("{}: {why}", scenario.name);

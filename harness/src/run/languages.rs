@@ -9,6 +9,7 @@
 //! its toolchain missing says so in one `SKIPPED` line, which the run
 //! prints instead of the scenario.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,10 +33,33 @@ pub struct LanguageWorker {
 }
 
 /// What preparing a language worker found.
+#[derive(Debug, Clone)]
 pub enum Prepared {
     Ready(LanguageWorker),
     /// The toolchain is missing: the script's line saying what to install.
     Skipped(String),
+}
+
+/// Each language's worker prepared at most once a run: its script runs
+/// the build (maturin, cargo, tsc) even when nothing changed.
+#[derive(Debug, Default)]
+pub struct PreparedWorkers(HashMap<Language, Prepared>);
+
+impl PreparedWorkers {
+    /// [`LanguageWorker::prepare`], the first time `language` is asked for.
+    pub fn get(
+        &mut self,
+        language: Language,
+        root: &Path,
+        release: bool,
+    ) -> anyhow::Result<Prepared> {
+        if let Some(prepared) = self.0.get(&language) {
+            return Ok(prepared.clone());
+        }
+        let prepared = LanguageWorker::prepare(language, root, release)?;
+        self.0.insert(language, prepared.clone());
+        Ok(prepared)
+    }
 }
 
 impl LanguageWorker {

@@ -27,6 +27,7 @@ use crate::result::{RunResult, ScenarioResult, SCHEMA_VERSION};
 use crate::scenario::{Scenario, Topology};
 use engine::EngineUnderTest;
 pub use engine::Side;
+use languages::PreparedWorkers;
 use latency::Requests;
 
 /// What to run and on which server.
@@ -48,11 +49,11 @@ pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
     let started_at = chrono::Utc::now();
     let commit = environment::commit();
     let mut scenarios = Vec::new();
-    let mut postgres = None;
+    let mut workers = PreparedWorkers::default();
     for scenario in &plan.scenarios {
         let at = || format!("scenario '{}'", scenario.name);
         if let Topology::Ffi { language } = scenario.topology {
-            if let Some(result) = ffi::run_scenario(plan, scenario, language)
+            if let Some(result) = ffi::run_scenario(plan, scenario, language, &mut workers)
                 .await
                 .with_context(at)?
             {
@@ -62,19 +63,10 @@ pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
         }
         let url = fresh_database(&plan.admin_url, &scenario.name).await?;
         let result = run_scenario(plan, scenario, &url).await.with_context(at)?;
-        if postgres.is_none() {
-            postgres = Some(server_info(plan, &url).await?);
-        }
         scenarios.push(result);
     }
-    let postgres = match postgres {
-        Some(info) => info,
-        // Only tier-4 scenarios ran (on databases of their own).
-        None => {
-            let url = fresh_database(&plan.admin_url, "server_info").await?;
-            server_info(plan, &url).await?
-        }
-    };
+    // Server-wide settings: read on the server's own database.
+    let postgres = server_info(plan, &plan.admin_url).await?;
     let short = commit.sha.chars().take(10).collect::<String>();
     Ok(RunResult {
         schema_version: SCHEMA_VERSION,
