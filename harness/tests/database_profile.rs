@@ -2,7 +2,8 @@
 //! a PL/pgSQL function show up as nested statements, and the function's
 //! own time, between two snapshots; a backend blocked on a lock is sampled
 //! as waiting on it; synchronous commits are counted and timed as WAL
-//! flushes.
+//! flushes. And one real `profile --with postgres` run of the linear
+//! scenario, from the probes to the record the report ranks.
 
 use std::time::Duration;
 
@@ -73,11 +74,11 @@ async fn nested_statements_and_function_times_are_read_between_two_snapshots() {
         .await
         .unwrap();
     let (statements_before, functions_before) = (
-        Snapshot::read(&reader).await.unwrap(),
+        Snapshot::read(&reader, "profiled").await.unwrap(),
         FunctionSnapshot::read(&reader).await.unwrap(),
     );
     run_and_publish(&mut work, "SELECT bump($1)", 5).await;
-    let statements = statements_before.since(&Snapshot::read(&reader).await.unwrap());
+    let statements = statements_before.since(&Snapshot::read(&reader, "profiled").await.unwrap());
     let functions = functions_before.since(&FunctionSnapshot::read(&reader).await.unwrap());
 
     let find = |text: &str, toplevel: bool| {
@@ -190,4 +191,128 @@ async fn each_synchronous_commit_is_a_timed_wal_flush() {
     assert!(grown.wal_sync >= 20, "one flush per commit: {grown:?}");
     assert!(grown.wal_sync_time > 0.0, "timed: {grown:?}");
     assert!(grown.wal_records >= 20 && grown.wal_bytes > 0, "{grown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profiled_run_of_linear_reads_every_probe_into_a_ranked_record() {
+    use tasker_engine::config::TaskerConfig;
+    use tasker_harness::build::EngineBuild;
+    use tasker_harness::profile::analyze::{analyze, Analysis};
+    use tasker_harness::profile::recipe::Recipe;
+    use tasker_harness::profile::session::{run_profiled, ProfileSpec, Target};
+    use tasker_harness::run::RunPlan;
+    use tasker_harness::scenario;
+
+    // Durable commits (fsync on: flushes are counted) and
+    // pg_stat_statements, as `profile` provisions them.
+    let mut options = ClusterOptions::default();
+    options.settings.push((
+        "shared_preload_libraries".into(),
+        "pg_stat_statements".into(),
+    ));
+    let cluster = LocalCluster::start(&options).expect("a local PostgreSQL");
+    let plan = RunPlan {
+        scenarios: scenario::select(
+            scenario::load(&scenario::default_path()).unwrap(),
+            &[],
+            &["linear".to_string()],
+        )
+        .unwrap(),
+        engine_config: TaskerConfig::default(),
+        admin_url: cluster.admin_url(),
+        backend: "local".into(),
+        reason: "test".into(),
+        samples: None,
+        latency_only: true,
+    };
+    let mut recipe = Recipe::load("postgres").unwrap();
+    // Every statement's plan, so that some are surely logged.
+    recipe.database.explain_sample_rate = 1.0;
+    let out = tempfile::tempdir().unwrap();
+    let spec = ProfileSpec {
+        recipe: &recipe,
+        // The test's own build of the engine (cargo build --workspace --bins).
+        build: EngineBuild::this().unwrap(),
+        target: Target::Database,
+        tasks: 10,
+        out_dir: out.path(),
+        live: false,
+        server_log: Some(cluster.log_path()),
+    };
+    let profiled = run_profiled(&plan, &plan.scenarios[0], &spec)
+        .await
+        .expect("the profiled run");
+    assert_eq!((profiled.tasks, profiled.steps), (10, 40));
+    let db = profiled.database.as_ref().expect("a database profile");
+    assert_eq!(db.steps, 40);
+
+    // Statements: the hot path's functions, and what they run inside.
+    assert!(
+        db.statements
+            .iter()
+            .any(|s| s.toplevel && s.query.contains("tasker.")),
+        "{:#?}",
+        db.statements
+    );
+    assert!(
+        db.statements.iter().any(|s| !s.toplevel),
+        "nested statements are tracked: {:#?}",
+        db.statements
+    );
+    assert!(
+        db.functions.iter().any(|f| f.name.starts_with("tasker.")),
+        "{:?}",
+        db.functions
+    );
+    // Commits: at least one synchronous flush a step, timed.
+    assert!(db.wal_timed);
+    assert!(db.wal.wal_sync >= 40, "{:?}", db.wal);
+    assert!(db.waits.rounds > 0 && db.waits.interval_us == 5000);
+    // Plans from the server's log, with the file of the slowest ones.
+    assert!(
+        !db.plans.is_empty(),
+        "auto_explain logged plans: {:?}",
+        db.notes
+    );
+    assert!(db.plans_file.as_ref().unwrap().exists());
+    let path = db.critical_path;
+    assert!(path.wall_us > 0.0 && path.server_us > 0.0 && path.commit_flush_us > 0.0);
+    assert!(
+        path.round_trips >= 1.0 && path.round_trip_us > 0.0,
+        "{path:?}"
+    );
+    assert!(path.explained_us() > 0.0);
+    // The recording is the profile as JSON.
+    assert!(profiled
+        .recording
+        .to_string_lossy()
+        .ends_with(".postgres.json"));
+
+    let flamegraphs = tempfile::tempdir().unwrap();
+    let record = analyze(&Analysis {
+        recipe: &recipe,
+        target: Target::Database,
+        scenario: "linear",
+        profiled: &profiled,
+        baseline: None,
+        flamegraphs: flamegraphs.path(),
+        out_dir: out.path(),
+        top: 10,
+    })
+    .unwrap();
+    assert_eq!(record.critical_path, Some(path));
+    assert!(record.tables.starts_with("#### Critical path of a step"));
+    assert!(record
+        .findings
+        .iter()
+        .any(|f| f.what.starts_with("database statement `")));
+    assert!(record
+        .findings
+        .iter()
+        .any(|f| f.what.starts_with("commit flush")));
+    // perf is optional: either the backends' flamegraph or a note why not.
+    match &db.perf_data {
+        Some(_) => assert!(record.flamegraph.is_some()),
+        None => assert!(db.notes.iter().any(|n| n.contains("no CPU profile"))),
+    }
 }

@@ -13,12 +13,14 @@ use super::run::{prepare, RunArgs};
 #[derive(Args)]
 pub(super) struct ProfileArgs {
     /// The profiler: a recipe in profiles/ (samply, perf, dhat, console,
-    /// tracing-flame). samply falls back to perf where it cannot run.
+    /// tracing-flame, postgres). samply falls back to perf where it
+    /// cannot run.
     #[arg(long = "with", default_value = "samply")]
     with: String,
-    /// Which process to record.
-    #[arg(long, value_enum, default_value_t = ProfileTarget::Orchestration)]
-    target: ProfileTarget,
+    /// Which process to record (default: orchestration; with postgres,
+    /// the database's backends, and no --target).
+    #[arg(long, value_enum)]
+    target: Option<ProfileTarget>,
     /// Tasks run one at a time while recording (after the warm-up;
     /// default: the recipe's).
     #[arg(long)]
@@ -56,25 +58,36 @@ pub(super) async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Re
     use profile::session::Target;
     use tasker_harness::profile::analyze::{analyze, baseline_folded, Analysis};
     use tasker_harness::profile::recipe::{Recipe, Tool};
-    let target = match args.target {
-        ProfileTarget::Orchestration => Target::Orchestration,
-        ProfileTarget::Worker => Target::Worker,
-        ProfileTarget::WorkerPython => Target::Host(Language::Python),
-        ProfileTarget::WorkerRuby => Target::Host(Language::Ruby),
-        ProfileTarget::WorkerTypescript => Target::Host(Language::Typescript),
+    // Before anything is built or started: a missing or refused profiler
+    // is said at once.
+    let recipe = usable_recipe(Recipe::load(&args.with)?)?;
+    let target = match (recipe.tool, args.target) {
+        (Tool::Postgres, None) => Target::Database,
+        (Tool::Postgres, Some(_)) => bail!(
+            "--with postgres profiles the database's backends: leave out --target \
+             (it names an engine process)"
+        ),
+        (_, None | Some(ProfileTarget::Orchestration)) => Target::Orchestration,
+        (_, Some(ProfileTarget::Worker)) => Target::Worker,
+        (_, Some(ProfileTarget::WorkerPython)) => Target::Host(Language::Python),
+        (_, Some(ProfileTarget::WorkerRuby)) => Target::Host(Language::Ruby),
+        (_, Some(ProfileTarget::WorkerTypescript)) => Target::Host(Language::Typescript),
     };
+    if target == Target::Database {
+        args.plan.require_local_postgres(
+            "the database profile reads the server's log (auto_explain) and attaches perf to \
+             its backends, so the server must run on this machine as the harness's own cluster",
+        )?;
+    }
     match target {
         Target::Host(language) => args.plan.default_to_scenario(&format!("linear_{language}")),
         _ => args.plan.default_to_scenario("linear"),
     }
-    // Before anything is built or started: a missing or refused profiler
-    // is said at once.
-    let recipe = usable_recipe(Recipe::load(&args.with)?)?;
     if args.live && recipe.tool != Tool::Console {
         bail!("--live is for --with console (tokio-console)");
     }
     let build = recipe.build()?;
-    let (_server, plan) = prepare(&args.plan).await?;
+    let (server, plan) = prepare(&args.plan).await?;
     let [scenario] = plan.scenarios.as_slice() else {
         bail!("profile runs one scenario at a time; name it with --scenario");
     };
@@ -87,6 +100,7 @@ pub(super) async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Re
         tasks: args.tasks.unwrap_or(recipe.tasks),
         out_dir: &out_dir,
         live: args.live,
+        server_log: server.server_log(),
     };
     let profiled = profile::session::run_profiled(&plan, scenario, &spec).await?;
     if args.live {

@@ -33,6 +33,18 @@ pub(super) struct RunArgs {
 }
 
 impl RunArgs {
+    /// The throwaway local cluster, unless another backend was asked for,
+    /// which is refused with `why`.
+    pub(super) fn require_local_postgres(&mut self, why: &str) -> anyhow::Result<()> {
+        match self.postgres {
+            Backend::Auto | Backend::Local => {
+                self.postgres = Backend::Local;
+                Ok(())
+            }
+            other => bail!("--postgres {other:?} cannot be used here: {why}; use --postgres local"),
+        }
+    }
+
     /// Runs `name` when neither a tier nor a scenario was asked for.
     pub(super) fn default_to_scenario(&mut self, name: &str) {
         if self.scenarios.is_empty() && self.tiers.is_empty() {

@@ -5,9 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use chrono::Utc;
 
 use super::console::ConsoleSummary;
+use super::database::probe::DatabaseProfile;
+use super::database::{summary, symbols};
 use super::dhat::HeapSummary;
 use super::recipe::{Recipe, Tool};
 use super::record::{time_findings, Finding, ProfileRecord, Unit};
@@ -57,6 +60,7 @@ pub fn analyze(a: &Analysis<'_>) -> anyhow::Result<ProfileRecord> {
         diff_flamegraph: None,
         tables: String::new(),
         findings: Vec::new(),
+        critical_path: None,
     };
     let source = format!("{} ({})", a.target.binary(), a.recipe.name);
     match a.recipe.tool {
@@ -96,8 +100,47 @@ pub fn analyze(a: &Analysis<'_>) -> anyhow::Result<ProfileRecord> {
             record.tables = console.markdown(a.top);
             record.findings = async_findings(&console, a.profiled.steps, &source);
         }
+        Tool::Postgres => {
+            let profile = a
+                .profiled
+                .database
+                .as_ref()
+                .context("the postgres recipe's run left no database profile")?;
+            database(a, profile, &source, &mut record)?;
+        }
     }
     Ok(record)
+}
+
+/// The database's tables and findings, and, when perf recorded its
+/// backends, their flamegraph and top tables and CPU findings.
+fn database(
+    a: &Analysis<'_>,
+    profile: &DatabaseProfile,
+    source: &str,
+    record: &mut ProfileRecord,
+) -> anyhow::Result<()> {
+    let mut cpu = String::new();
+    record.findings = summary::findings(profile);
+    if let Some(perf_data) = &profile.perf_data {
+        let backends = perf::fold(perf_data)?;
+        folded(a, &backends, record)?;
+        cpu = format!(
+            "#### CPU of the engine's backends (perf; {})\n\n{}",
+            symbols::postgres_symbols(),
+            record.tables
+        );
+        record
+            .findings
+            .extend(time_findings(&backends, a.profiled.steps, source, 3, 0));
+    }
+    record.tables = [summary::tables(profile, a.top), cpu]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    record.critical_path = Some(profile.critical_path);
+    Ok(())
 }
 
 /// Folded stacks saved beside the recording, flamegraph, differential

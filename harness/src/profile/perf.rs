@@ -48,13 +48,15 @@ fn check_program(perf: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts `perf record` on process `pid`, writing `output`.
-pub fn record(pid: u32, output: &Path) -> anyhow::Result<Recording> {
+/// Starts `perf record` on the processes `pids` (one profile of them
+/// all), writing `output`.
+pub fn record(pids: &[u32], output: &Path) -> anyhow::Result<Recording> {
     check()?;
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     let mut command = Command::new("perf");
     command
         .args(["record", "--quiet", "-F", &FREQUENCY.to_string()])
-        .args(["--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
+        .args(["--call-graph", "dwarf,16384", "-p", &pids.join(","), "-o"])
         .arg(output);
     Recording::spawn(command, "perf record", vec![output.to_path_buf()])
 }

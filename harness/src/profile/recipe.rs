@@ -25,13 +25,16 @@ pub enum Tool {
     Console,
     /// tracing-flame inside the process (span timings).
     TracingFlame,
+    /// The database serving the engine: its statistics views, sampled
+    /// wait events, auto_explain plans and perf on its backends.
+    Postgres,
 }
 
 impl Tool {
     /// Attached to a running process after the warm-up; the others record
     /// the process's whole life and write their file when it exits.
     pub fn attaches(self) -> bool {
-        matches!(self, Tool::Samply | Tool::Perf)
+        matches!(self, Tool::Samply | Tool::Perf | Tool::Postgres)
     }
 }
 
@@ -54,6 +57,29 @@ pub struct Recipe {
     pub install: Option<String>,
     /// Tasks run while recording (after the warm-up), unless --tasks.
     pub tasks: u64,
+    /// The postgres recipe's probes.
+    #[serde(default)]
+    pub database: DatabaseSettings,
+}
+
+/// How the database is probed (`[database]` in profiles/postgres.toml).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Between two pg_stat_activity samples of the engine's backends.
+    pub wait_interval_ms: u64,
+    /// The share of statements auto_explain instruments and logs (each
+    /// costs its statement ANALYZE's timing overhead).
+    pub explain_sample_rate: f64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            wait_interval_ms: 5,
+            explain_sample_rate: 0.05,
+        }
+    }
 }
 
 /// The directory of recipes.
@@ -184,7 +210,14 @@ mod tests {
     #[test]
     fn every_recipe_in_profiles_loads() {
         let names = available(&dir());
-        for name in ["samply", "perf", "dhat", "console", "tracing-flame"] {
+        for name in [
+            "samply",
+            "perf",
+            "dhat",
+            "console",
+            "tracing-flame",
+            "postgres",
+        ] {
             assert!(names.contains(&name.to_string()), "{names:?}");
             let recipe = Recipe::load(name).unwrap();
             assert_eq!(recipe.cargo_profile, "profiling", "{name}");
@@ -192,6 +225,13 @@ mod tests {
         assert_eq!(Recipe::load("dhat").unwrap().tool, Tool::Dhat);
         assert!(Recipe::load("samply").unwrap().tool.attaches());
         assert!(!Recipe::load("console").unwrap().tool.attaches());
+        let postgres = Recipe::load("postgres").unwrap();
+        assert_eq!(postgres.tool, Tool::Postgres);
+        assert_eq!(postgres.database.wait_interval_ms, 5);
+        assert_eq!(
+            Recipe::load("perf").unwrap().database,
+            DatabaseSettings::default()
+        );
     }
 
     #[test]
@@ -199,7 +239,7 @@ mod tests {
         let error = Recipe::load("valgrind").unwrap_err().to_string();
         assert!(error.contains("no profiler recipe"), "{error}");
         assert!(error.contains("valgrind.toml"), "{error}");
-        assert!(error.contains("dhat, perf, samply"), "{error}");
+        assert!(error.contains("dhat, perf, postgres, samply"), "{error}");
     }
 
     #[test]

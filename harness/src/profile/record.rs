@@ -12,6 +12,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::database::critical_path::CriticalPath;
 use super::folded::{Cost, FoldedProfile};
 use crate::result::{Commit, Machine};
 
@@ -40,6 +41,9 @@ pub struct ProfileRecord {
     /// The tables as printed (markdown).
     pub tables: String,
     pub findings: Vec<Finding>,
+    /// The database profile's critical path of a step (postgres recipe).
+    #[serde(default)]
+    pub critical_path: Option<CriticalPath>,
 }
 
 /// A candidate optimization target.
@@ -182,6 +186,7 @@ mod tests {
             diff_flamegraph: None,
             tables: "| a |".into(),
             findings: vec![],
+            critical_path: None,
         };
         let path = record.save(dir.path()).unwrap();
         assert!(path.ends_with("worker-linear.dhat.record.json"));

@@ -125,6 +125,15 @@ impl Provisioned {
         }
         url.into()
     }
+
+    /// The server's log file, where it is on this machine (local
+    /// clusters): what auto_explain writes is read from it.
+    pub fn server_log(&self) -> Option<std::path::PathBuf> {
+        match &self._guard {
+            Guard::Local(cluster) => Some(cluster.log_path()),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Provisioned {

@@ -15,6 +15,9 @@ use crate::result::RunResult;
 
 pub const PROFILING_REPORT_FILE: &str = "profiling-report.md";
 
+/// The recipe whose records make the "Database" section.
+const DATABASE_RECIPE: &str = "postgres";
+
 /// A finding with where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -46,7 +49,12 @@ pub fn render(run: Option<&RunResult>, records: &[ProfileRecord]) -> String {
     ];
     md.extend(e2e(run));
     md.extend(ranked(&targets(run, records)));
-    md.extend(profiles(records));
+    let (database_records, process_records): (Vec<ProfileRecord>, Vec<ProfileRecord>) = records
+        .iter()
+        .cloned()
+        .partition(|r| r.recipe == DATABASE_RECIPE);
+    md.extend(database(&database_records));
+    md.extend(profiles(&process_records));
     md.join("\n")
 }
 
@@ -170,8 +178,10 @@ fn ranked(targets: &[Target]) -> Vec<String> {
         "## Optimization targets, ranked".into(),
         String::new(),
         "Time per step first (CPU self time, time inside spans, async busy time, and the run's \
-         wall-time phases), largest first; then heap bytes per step. A CPU figure is one \
-         process's; a phase spans processes and the database."
+         wall-time phases, and the database's statements, functions, commit flushes and \
+         backend CPU), largest first; then heap bytes per step. A CPU figure is one \
+         process's; a phase spans processes and the database; a nested statement's time is \
+         also its calling function's."
             .into(),
         String::new(),
     ];
@@ -199,12 +209,56 @@ fn ranked(targets: &[Target]) -> Vec<String> {
     md
 }
 
+/// The database profiles: a critical-path summary per scenario, then
+/// each profile's tables.
+fn database(records: &[ProfileRecord]) -> Vec<String> {
+    let mut md = vec!["## Database".to_string(), String::new()];
+    if records.is_empty() {
+        md.push(
+            "No database profile yet: `cargo make profile-database` (`tasker-harness profile \
+             --with postgres --scenario linear`)."
+                .into(),
+        );
+        md.push(String::new());
+        return md;
+    }
+    md.push(
+        "Where a step's time goes across client, server and commit, per scenario (details per \
+         profile below; the components are measured apart and may overlap)."
+            .into(),
+    );
+    md.push(String::new());
+    md.push("| scenario | wall µs a step | client CPU | round trips | server execution | commit flush | explained | unexplained |".into());
+    md.push("|---|---:|---:|---:|---:|---:|---:|---:|".into());
+    for r in records {
+        let Some(p) = &r.critical_path else { continue };
+        let [cpu, trips, server, flush] = p.parts().map(|(_, us)| format!("{us:.0}"));
+        md.push(format!(
+            "| {} | {:.0} | {cpu} | {trips} | {server} | {flush} | {:.1} % | {:.0} µs |",
+            r.scenario,
+            p.wall_us,
+            p.explained_share(),
+            p.unexplained_us()
+        ));
+    }
+    md.push(String::new());
+    md.extend(sections(records));
+    md
+}
+
 fn profiles(records: &[ProfileRecord]) -> Vec<String> {
     let mut md = vec!["## Profiles".to_string(), String::new()];
     if records.is_empty() {
         md.push("None in reports/profiles/ yet.".into());
         md.push(String::new());
     }
+    md.extend(sections(records));
+    md
+}
+
+/// Each record's heading, provenance, flamegraph links and tables.
+fn sections(records: &[ProfileRecord]) -> Vec<String> {
+    let mut md = Vec::new();
     for r in records {
         md.push(format!(
             "### {} — {} ({})",
@@ -271,6 +325,7 @@ mod tests {
             diff_flamegraph: None,
             tables: "| function | self |\n|---|---|\n| claim | 40% |".into(),
             findings,
+            critical_path: None,
         }
     }
 
@@ -348,10 +403,56 @@ mod tests {
     }
 
     #[test]
+    fn database_profiles_have_their_own_section_with_the_critical_path() {
+        use crate::profile::database::critical_path::CriticalPath;
+        let mut database = record(
+            "postgres",
+            vec![finding(
+                "database statement `SELECT tasker.claim_steps($1)`",
+                Unit::Micros,
+                80.0,
+            )],
+        );
+        database.binary = "postgres (the engine's backends)".into();
+        database.critical_path = Some(CriticalPath {
+            wall_us: 2000.0,
+            client_cpu_us: 500.0,
+            round_trips: 4.0,
+            round_trip_us: 60.0,
+            server_us: 410.0,
+            commit_flush_us: 270.0,
+        });
+        let process = record(
+            "samply",
+            vec![finding("function `claim`", Unit::Micros, 50.0)],
+        );
+        let md = render(None, &[database, process]);
+        let (before, after) = md.split_once("## Database").expect("a Database section");
+        // ranked together, database first at 80 µs a step
+        assert!(
+            before.contains("| 1 | database statement `SELECT tasker.claim_steps($1)` | 80.0 µs |"),
+            "{md}"
+        );
+        assert!(
+            before.contains("| 2 | function `claim` | 50.0 µs |"),
+            "{md}"
+        );
+        let (database, profiles) = after.split_once("## Profiles").unwrap();
+        assert!(
+            database.contains("| linear | 2000 | 500 | 240 | 410 | 270 | 71.0 % | 580 µs |"),
+            "{database}"
+        );
+        assert!(database.contains("### postgres (the engine's backends)"));
+        assert!(!profiles.contains("postgres"), "{profiles}");
+        assert!(profiles.contains("### tasker-worker — samply profile (linear)"));
+    }
+
+    #[test]
     fn an_empty_report_says_how_to_fill_it() {
         let md = render(None, &[]);
         assert!(md.contains("No run yet"));
         assert!(md.contains("cargo make profile-orchestration"));
         assert!(md.contains("None in reports/profiles/ yet."));
+        assert!(md.contains("No database profile yet: `cargo make profile-database`"));
     }
 }

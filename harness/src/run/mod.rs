@@ -4,7 +4,7 @@
 //! result is checked against the scenario's expectation.
 
 pub mod ab;
-mod costs;
+pub(crate) mod costs;
 pub(crate) mod engine;
 pub mod environment;
 mod ffi;

@@ -1,12 +1,19 @@
-//! The database as a profiling target (issue 16, in progress): where each
-//! step's server time goes, in the same unit as the Rust processes' (time
-//! a step).
+//! The database as a profiling target (`profile --with postgres`): where
+//! each step's server time goes, in the same unit as the Rust processes'
+//! (time a step).
 //!
+//! - `probe`: sets the database up and runs the probes below around the
+//!   measured tasks, into a `DatabaseProfile`;
+//! - `summary`: its tables and the findings the profiling report ranks;
+//! - `critical_path`: one step's wall time against the engine's CPU, the
+//!   round trips, the server's execution and the commit flushes;
 //! - `statements`: pg_stat_statements with `track = all`, read before and
 //!   after the measured tasks: server time, calls, rows, buffers and WAL
 //!   per statement, the hot-path functions' nested statements included;
 //! - `functions`: pg_stat_user_functions (`track_functions = all`): time
 //!   per PL/pgSQL function, its own and with what it calls;
+//! - `plans`: auto_explain's JSON plans (nested statements included) read
+//!   back from the server log: where inside a statement the time goes;
 //! - `waits`: the engine's busy backends sampled from pg_stat_activity
 //!   every few milliseconds: CPU, WAL flush, locks, I/O, client;
 //! - `wal`: pg_stat_wal (`track_wal_io_timing = on`): WAL writes and
@@ -16,8 +23,13 @@
 //! subtracted, so a warm-up is left out without resetting the server's
 //! counters.
 
+pub mod critical_path;
 pub mod functions;
+pub mod plans;
+pub mod probe;
 pub mod statements;
+pub mod summary;
+pub mod symbols;
 pub mod waits;
 pub mod wal;
 

@@ -38,15 +38,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads pg_stat_statements for the pool's database (the server must
-    /// load it: `shared_preload_libraries`).
-    pub async fn read(pool: &PgPool) -> anyhow::Result<Self> {
+    /// Reads pg_stat_statements for `database` (the server must load it:
+    /// `shared_preload_libraries`). Read from another database, the
+    /// reading itself is not among the statements it reads.
+    pub async fn read(pool: &PgPool, database: &str) -> anyhow::Result<Self> {
         let statements = sqlx::query_as(
             "SELECT queryid, toplevel, query, calls, total_exec_time, rows,
                     shared_blks_hit, shared_blks_read, wal_bytes::bigint AS wal_bytes
                FROM pg_stat_statements
-              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)",
         )
+        .bind(database)
         .fetch_all(pool)
         .await?;
         Ok(Self { statements })

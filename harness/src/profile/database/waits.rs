@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +23,7 @@ pub struct Activity {
 }
 
 /// Where a busy backend's time goes, coarsely.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Category {
     /// Active and waiting on nothing: executing.
     Cpu,
@@ -68,10 +69,12 @@ impl Category {
 }
 
 /// Busy-backend samples by wait event (`type:event`, or `CPU`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitProfile {
     /// Sampling rounds taken.
     pub rounds: u64,
+    /// Between rounds: a sample stands for this much of a backend's time.
+    pub interval_us: u64,
     pub events: BTreeMap<String, u64>,
     pub categories: BTreeMap<Category, u64>,
 }
@@ -92,17 +95,32 @@ impl WaitProfile {
         self.categories.values().sum()
     }
 
-    /// Each category's share of the busy samples, as a markdown table.
-    pub fn markdown(&self) -> String {
+    /// A category's backend time a step over `steps`, µs: each sample
+    /// stands for one interval of one backend.
+    pub fn per_step_us(&self, category: Category, steps: u64) -> f64 {
+        let samples = self.categories.get(&category).copied().unwrap_or(0);
+        (samples * self.interval_us) as f64 / steps.max(1) as f64
+    }
+
+    /// Each category's share of the busy samples and its estimated
+    /// backend time a step, as a markdown table.
+    pub fn markdown(&self, steps: u64) -> String {
         let busy = self.busy().max(1) as f64;
         let mut md = format!(
-            "{} busy-backend samples in {} rounds\n\n| where | samples | share |\n|---|---:|---:|\n",
+            "{} busy-backend samples in {} rounds, one every {} µs\n\n\
+             | where | samples | share | ≈ µs a step |\n|---|---:|---:|---:|\n",
             self.busy(),
-            self.rounds
+            self.rounds,
+            self.interval_us
         );
         for (category, samples) in &self.categories {
             let share = 100.0 * *samples as f64 / busy;
-            let _ = writeln!(md, "| {} | {samples} | {share:.1} % |", category.name());
+            let _ = writeln!(
+                md,
+                "| {} | {samples} | {share:.1} % | {:.0} |",
+                category.name(),
+                self.per_step_us(*category, steps)
+            );
         }
         md
     }
@@ -116,7 +134,10 @@ pub async fn sample(
     interval: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<WaitProfile> {
-    let mut profile = WaitProfile::default();
+    let mut profile = WaitProfile {
+        interval_us: interval.as_micros() as u64,
+        ..WaitProfile::default()
+    };
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut connection = pool.acquire().await?;
@@ -192,6 +213,7 @@ mod tests {
     fn the_profile_counts_events_and_shares_busy_time() {
         let mut profile = WaitProfile {
             rounds: 4,
+            interval_us: 5000,
             ..WaitProfile::default()
         };
         for activity in [
@@ -205,9 +227,21 @@ mod tests {
         assert_eq!(profile.events["CPU"], 2);
         assert_eq!(profile.events["IO:WALSync"], 1);
         assert_eq!(profile.busy(), 4);
-        let md = profile.markdown();
-        assert!(md.starts_with("4 busy-backend samples in 4 rounds"), "{md}");
-        assert!(md.contains("| CPU (executing) | 2 | 50.0 % |"), "{md}");
-        assert!(md.contains("| WAL write and flush | 1 | 25.0 % |"), "{md}");
+        // 2 samples of 5 ms over 10 steps: 1 ms of CPU a step.
+        assert_eq!(profile.per_step_us(Category::Cpu, 10), 1000.0);
+        assert_eq!(profile.per_step_us(Category::Lock, 10), 0.0);
+        let md = profile.markdown(10);
+        assert!(
+            md.starts_with("4 busy-backend samples in 4 rounds, one every 5000 µs"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| CPU (executing) | 2 | 50.0 % | 1000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| WAL write and flush | 1 | 25.0 % | 500 |"),
+            "{md}"
+        );
     }
 }

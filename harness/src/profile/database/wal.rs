@@ -4,10 +4,11 @@
 
 use std::fmt::Write;
 
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 /// pg_stat_wal's cumulative counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct WalStats {
     pub wal_records: i64,
     pub wal_bytes: i64,
