@@ -68,9 +68,13 @@ pub struct Recipe {
 pub struct DatabaseSettings {
     /// Between two pg_stat_activity samples of the engine's backends.
     pub wait_interval_ms: u64,
-    /// The share of statements auto_explain instruments and logs (each
-    /// costs its statement ANALYZE's timing overhead).
+    /// The share of statements auto_explain instruments (each costs its
+    /// statement ANALYZE's timing overhead) ...
     pub explain_sample_rate: f64,
+    /// ... and of those, the ones that ran at least this long are logged
+    /// (0: all of them; the hot path's statements take about a
+    /// millisecond).
+    pub explain_min_duration_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -78,6 +82,7 @@ impl Default for DatabaseSettings {
         Self {
             wait_interval_ms: 5,
             explain_sample_rate: 0.05,
+            explain_min_duration_ms: 0,
         }
     }
 }

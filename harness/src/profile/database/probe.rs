@@ -61,12 +61,13 @@ pub async fn configure(
 ) -> anyhow::Result<()> {
     let mut admin = PgConnection::connect(admin_url).await?;
     let sample_rate = settings.explain_sample_rate.to_string();
+    let min_duration = settings.explain_min_duration_ms.to_string();
     for (name, value) in [
         ("pg_stat_statements.track", "all"),
         ("track_functions", "all"),
         ("track_wal_io_timing", "on"),
         ("session_preload_libraries", "auto_explain"),
-        ("auto_explain.log_min_duration", "0"),
+        ("auto_explain.log_min_duration", min_duration.as_str()),
         ("auto_explain.log_analyze", "on"),
         ("auto_explain.log_buffers", "on"),
         ("auto_explain.log_timing", "on"),

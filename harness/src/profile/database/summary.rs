@@ -6,6 +6,7 @@
 use super::probe::DatabaseProfile;
 use super::waits::Category;
 use super::{functions, one_line, plans, statements};
+use crate::profile::analyze::relative;
 use crate::profile::record::{Finding, Unit};
 
 /// Every table of the profile, in the order a reader wants them: the
@@ -38,7 +39,7 @@ pub fn tables(profile: &DatabaseProfile, top: usize) -> String {
         let file = profile
             .plans_file
             .as_ref()
-            .map(|f| format!("; each statement's slowest plan: `{}`", f.display()))
+            .map(|f| format!("; each statement's slowest plan: `{}`", relative(f)))
             .unwrap_or_default();
         parts.push(format!(
             "#### Plans (auto_explain, a sample of statements{file})\n\n{}",
@@ -235,6 +236,70 @@ mod tests {
         let mut p = profile();
         p.wal_timed = false;
         assert!(!findings(&p).iter().any(|f| f.what.starts_with("commit")));
+    }
+
+    /// A real profile of 300 linear tasks (1,200 steps) from
+    /// `profile --with postgres`, trimmed to its top 20 statements and 5
+    /// plans.
+    fn stored() -> DatabaseProfile {
+        serde_json::from_str(include_str!("../testdata/postgres-linear.postgres.json"))
+            .expect("the stored profile reads")
+    }
+
+    #[test]
+    fn a_stored_profile_of_linear_ranks_the_result_processing_function_first() {
+        let profile = stored();
+        assert_eq!(profile.steps, 1200);
+        let findings = findings(&profile);
+        let first = &findings[0];
+        assert_eq!(
+            first.what,
+            "database statement `SELECT * FROM tasker.process_step_results($1)`"
+        );
+        assert!((first.per_step - 817.3).abs() < 0.1, "{first:?}");
+        assert!(first.evidence.starts_with("server execution: 1.00 calls"));
+        // The engine's four statements a step, then the functions' own
+        // time (try_transition_step: 4 calls a step), the commit flush
+        // from pg_stat_wal, and no lock waits (none were sampled).
+        let function = findings
+            .iter()
+            .find(|f| f.what.starts_with("PL/pgSQL function"))
+            .unwrap();
+        assert_eq!(
+            function.what,
+            "PL/pgSQL function `tasker.try_transition_step` (own time)"
+        );
+        let flush = findings
+            .iter()
+            .find(|f| f.what.starts_with("commit"))
+            .unwrap();
+        assert!((flush.per_step - (721.57 + 29.258) * 1000.0 / 1200.0).abs() < 0.1);
+        assert!(flush.evidence.starts_with("2.28 fsyncs"), "{flush:?}");
+        assert!(!findings.iter().any(|f| f.what == "database lock waits"));
+    }
+
+    #[test]
+    fn a_stored_profile_of_linear_reads_as_tables() {
+        let profile = stored();
+        let md = tables(&profile, 5);
+        assert!(
+            md.contains("| round trips (3.52 × 50 µs) | 176 | 4.8 % |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **explained** | **3554** | **95.9 %** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| CPU (executing) | 529 | 69.7 % | 2204 |"),
+            "the wait-event split: {md}"
+        );
+        assert!(md.contains("| flushes (fsync) | 2.28 | 601.3 |"), "{md}");
+        assert!(
+            md.contains("| `SELECT * FROM tasker.process_step_results($1)` | top | 1.00 | 817.3 |")
+        );
+        assert!(md.contains("#### Plans (auto_explain, a sample of statements; each statement's slowest plan: `reports/profiles/postgres-linear.plans.md`)"), "{md}");
+        assert!(md.contains("- 2 of the engine's 13 backends opened after perf attached"));
     }
 
     #[test]
