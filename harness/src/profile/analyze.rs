@@ -62,7 +62,11 @@ pub fn analyze(a: &Analysis<'_>) -> anyhow::Result<ProfileRecord> {
         findings: Vec::new(),
         critical_path: None,
     };
-    let source = format!("{} ({})", a.target.binary(), a.recipe.name);
+    let source = match a.target {
+        // "of the server's time": the findings' evidence names it so.
+        Target::Database => "the server".to_string(),
+        _ => format!("{} ({})", a.target.binary(), a.recipe.name),
+    };
     match a.recipe.tool {
         Tool::Perf | Tool::Samply | Tool::TracingFlame => {
             let profile = match a.recipe.tool {

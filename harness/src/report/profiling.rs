@@ -414,14 +414,7 @@ mod tests {
             )],
         );
         database.binary = "postgres (the engine's backends)".into();
-        database.critical_path = Some(CriticalPath {
-            wall_us: 2000.0,
-            client_cpu_us: 500.0,
-            round_trips: 4.0,
-            round_trip_us: 60.0,
-            server_us: 410.0,
-            commit_flush_us: 270.0,
-        });
+        database.critical_path = Some(CriticalPath::example());
         let process = record(
             "samply",
             vec![finding("function `claim`", Unit::Micros, 50.0)],

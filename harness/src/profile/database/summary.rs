@@ -192,14 +192,7 @@ mod tests {
             plans_file: None,
             perf_data: None,
             notes: vec!["no plans: the server's log is not readable from here".into()],
-            critical_path: CriticalPath {
-                wall_us: 2000.0,
-                client_cpu_us: 500.0,
-                round_trips: 4.0,
-                round_trip_us: 60.0,
-                server_us: 410.0,
-                commit_flush_us: 270.0,
-            },
+            critical_path: CriticalPath::example(),
         }
     }
 
