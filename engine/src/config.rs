@@ -94,8 +94,6 @@ pub struct WorkerConfig {
     /// Most results submitted in one statement.
     pub result_batch_size: usize,
     pub fallback_poll_ms: u64,
-    /// Connections used for claims (with synchronous_commit = off).
-    pub claim_pool_size: u32,
     /// Added to every handler run: a knob for testing the regression gate
     /// (0 in production).
     pub injected_delay_us: u64,
@@ -156,7 +154,6 @@ impl Default for WorkerConfig {
             completion_channel_capacity: 256,
             result_batch_size: 32,
             fallback_poll_ms: 5_000,
-            claim_pool_size: 2,
             injected_delay_us: 0,
         }
     }

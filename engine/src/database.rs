@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 /// Errors from connecting or migrating, naming what failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +103,49 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
             url: redact(url),
             source,
         })
+}
+
+/// A connection that one hot loop keeps for itself, out of its pool.
+///
+/// sqlx 0.8 pings every connection that goes back to its pool (in a task
+/// its drop spawns): a round trip that is not a statement, and a task, for
+/// every statement run on a pool. A loop that runs a statement a step keeps
+/// a connection of its own instead, so a statement is one round trip. The
+/// connection is taken out of the pool (detached): the pool may open
+/// another in its place, so a loop never waits for one held by another.
+pub struct Dedicated {
+    pool: PgPool,
+    connection: Option<PgConnection>,
+}
+
+impl Dedicated {
+    /// Connections come from `pool`, with its settings (application name,
+    /// asynchronous commit); none is taken before the first statement.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            connection: None,
+        }
+    }
+
+    /// The loop's connection: taken from the pool the first time, and
+    /// again after a failure that may have broken it.
+    pub async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if self.connection.is_none() {
+            self.connection = Some(self.pool.acquire().await?.detach());
+        }
+        Ok(self.connection.as_mut().expect("connected above"))
+    }
+
+    /// To be told of every failed statement: the database refusing one
+    /// leaves the connection as good as it was; anything else (I/O, the
+    /// protocol, a timeout) may have broken it, so it is dropped and the
+    /// next statement starts on a fresh one.
+    pub fn failed(&mut self, error: &sqlx::Error) {
+        if !matches!(error, sqlx::Error::Database(_)) {
+            self.connection = None;
+        }
+    }
 }
 
 /// Install pgmq and run the tasker migrations, once, even when several

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OrchestrationConfig;
+use crate::database;
 use crate::queue::{Wakeups, STEP_RESULTS_QUEUE};
 use crate::telemetry::spawn_named;
 pub use tasks::{create_task, TaskCreated, TaskRequest};
@@ -72,7 +73,7 @@ impl Orchestrator {
             ));
         }
         let processor = results::ResultProcessor {
-            pool,
+            connection: database::Dedicated::new(pool),
             wakeup: wakeups.channel(STEP_RESULTS_QUEUE),
             config,
             shutdown: shutdown.clone(),

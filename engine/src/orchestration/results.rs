@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::OrchestrationConfig;
-use crate::database::Outage;
+use crate::database::{Dedicated, Outage};
 use crate::state::TaskState;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -27,14 +26,14 @@ struct Evaluated {
 }
 
 pub(crate) struct ResultProcessor {
-    pub pool: PgPool,
+    pub connection: Dedicated,
     pub wakeup: Arc<Notify>,
     pub config: OrchestrationConfig,
     pub shutdown: CancellationToken,
 }
 
 impl ResultProcessor {
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         // Earliest retries this processor scheduled: a retry's message
         // becomes visible when its backoff has passed, without a
         // notification, so the processor wakes itself then.
@@ -80,11 +79,16 @@ impl ResultProcessor {
     }
 
     #[tracing::instrument(name = "process_step_results", level = "debug", skip_all)]
-    async fn process_batch(&self) -> Result<Vec<Evaluated>, sqlx::Error> {
-        sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1)")
-            .bind(self.config.result_batch_size)
-            .fetch_all(&self.pool)
-            .await
+    async fn process_batch(&mut self) -> Result<Vec<Evaluated>, sqlx::Error> {
+        let evaluated =
+            sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1)")
+                .bind(self.config.result_batch_size)
+                .fetch_all(self.connection.connection().await?)
+                .await;
+        if let Err(error) = &evaluated {
+            self.connection.failed(error);
+        }
+        evaluated
     }
 }
 

@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::WorkerConfig;
-use crate::database::Outage;
+use crate::database::{Dedicated, Outage};
 use crate::queue;
 
 /// A step this worker owns until it reports a result.
@@ -41,7 +40,8 @@ pub(crate) struct Dispatch {
 }
 
 pub(crate) struct Claimer {
-    pub pool: PgPool,
+    /// From the claim pool (asynchronous commit).
+    pub connection: Dedicated,
     pub queue: String,
     pub wakeup: Arc<Notify>,
     pub worker_id: String,
@@ -52,7 +52,7 @@ pub(crate) struct Claimer {
 }
 
 impl Claimer {
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let queue: Arc<str> = Arc::from(self.queue.as_str());
         let mut outage = Outage::default();
         // Named once: the success path below runs on every claim.
@@ -117,16 +117,20 @@ impl Claimer {
     }
 
     #[tracing::instrument(name = "claim", level = "debug", skip_all, fields(queue = %self.queue))]
-    async fn claim(&self, qty: usize) -> Result<Vec<ClaimedStep>, sqlx::Error> {
+    async fn claim(&mut self, qty: usize) -> Result<Vec<ClaimedStep>, sqlx::Error> {
         let sql = format!(
             "SELECT * FROM {}($1, $2, $3)",
             queue::queue_function("claim", &self.queue)
         );
-        sqlx::query_as::<_, ClaimedStep>(&sql)
+        let claimed = sqlx::query_as::<_, ClaimedStep>(&sql)
             .bind(self.config.claim_lease_margin_s)
             .bind(qty as i32)
             .bind(&self.worker_id)
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(self.connection.connection().await?)
+            .await;
+        if let Err(error) = &claimed {
+            self.connection.failed(error);
+        }
+        claimed
     }
 }

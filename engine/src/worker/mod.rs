@@ -102,10 +102,14 @@ impl Worker {
         templates: &[TaskTemplate],
     ) -> Result<Worker, WorkerError> {
         let namespaces = check_handlers(&registry, &config.worker, templates)?;
+        // Each claimer keeps a connection of its own (database::Dedicated),
+        // taken out of this pool: it only makes them, with asynchronous
+        // commit, and keeps none idle.
         let claim_pool = database::connect(
             url,
             &PoolSettings {
-                max_connections: config.worker.claim_pool_size.max(1),
+                max_connections: 1,
+                min_connections: 0,
                 asynchronous_commit: true,
                 ..PoolSettings::from(&config.database)
             },
@@ -152,7 +156,7 @@ impl Worker {
         let mut tasks = Vec::new();
         for queue in queues {
             let claimer = claim::Claimer {
-                pool: claim_pool.clone(),
+                connection: database::Dedicated::new(claim_pool.clone()),
                 wakeup: wakeups.channel(&queue),
                 queue,
                 worker_id: worker_id.clone(),
@@ -176,7 +180,7 @@ impl Worker {
             dispatcher.run(dispatch_rx),
         ));
         let submitter = results::Submitter {
-            pool,
+            connection: database::Dedicated::new(pool),
             batch_size: config.result_batch_size.max(1),
             shutdown: shutdown.clone(),
         };

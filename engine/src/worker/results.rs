@@ -6,18 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::dispatch::Completion;
 use super::HandlerError;
-use crate::database::{is_data_error, Outage};
+use crate::database::{is_data_error, Dedicated, Outage};
 use crate::queue;
 
 pub(crate) struct Submitter {
-    pub pool: PgPool,
+    pub connection: Dedicated,
     pub batch_size: usize,
     pub shutdown: CancellationToken,
 }
@@ -25,7 +24,7 @@ pub(crate) struct Submitter {
 impl Submitter {
     /// Runs until every sender is gone (the dispatcher and the handler runs
     /// it spawned), so results of handlers running at shutdown still land.
-    pub async fn run(self, mut completions: mpsc::Receiver<Completion>) {
+    pub async fn run(mut self, mut completions: mpsc::Receiver<Completion>) {
         let mut outage = Outage::default();
         while let Some(first) = completions.recv().await {
             let mut batch = vec![first];
@@ -55,7 +54,7 @@ impl Submitter {
     /// result that cannot be stored becomes a failure saying why, so one
     /// bad result never blocks the others.
     #[tracing::instrument(name = "submit_results", level = "debug", skip_all, fields(%queue))]
-    async fn submit(&self, queue: &str, completions: Vec<Completion>, outage: &mut Outage) {
+    async fn submit(&mut self, queue: &str, completions: Vec<Completion>, outage: &mut Outage) {
         let mut pending = vec![completions];
         let mut delay = Duration::from_millis(50);
         while let Some(batch) = pending.pop() {
@@ -88,16 +87,20 @@ impl Submitter {
 
     /// One statement for the batch; returns the steps whose result was
     /// refused (their claim was taken over).
-    async fn send(&self, queue: &str, batch: &[Completion]) -> Result<Vec<Uuid>, sqlx::Error> {
+    async fn send(&mut self, queue: &str, batch: &[Completion]) -> Result<Vec<Uuid>, sqlx::Error> {
         let sql = format!(
             "SELECT workflow_step_uuid FROM {}($1) WHERE NOT accepted",
             queue::queue_function("submit", queue)
         );
         let results = Value::Array(batch.iter().map(result_json).collect());
-        sqlx::query_scalar(&sql)
+        let refused = sqlx::query_scalar(&sql)
             .bind(results)
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(self.connection.connection().await?)
+            .await;
+        if let Err(error) = &refused {
+            self.connection.failed(error);
+        }
+        refused
     }
 }
 

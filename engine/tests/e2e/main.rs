@@ -4,6 +4,7 @@
 
 mod api;
 mod batches;
+mod connections;
 mod failures;
 mod fuzz;
 mod leases;
