@@ -50,7 +50,7 @@ pub fn database_url(config: &TaskerConfig) -> anyhow::Result<String> {
 /// The configuration options every binary takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
-    /// Directory with tasker.toml and environments/<env>.toml.
+    /// Directory with tasker.toml and `environments/<env>.toml`.
     #[arg(long, default_value_os_t = default_config_dir())]
     pub config_dir: PathBuf,
     /// Environment whose overrides to apply.

@@ -10,7 +10,7 @@
 //!   ([`costs`]);
 //! - throughput: reported, never gating ([`throughput`]).
 //!
-//! [`gate`] confirms wall-clock-only regressions by a re-run;
+//! [`gate`](mod@gate) confirms wall-clock-only regressions by a re-run;
 //! [`compare_interleaved`] is the paired test of A/B mode;
 //! [`render_markdown`] is the table the report embeds.
 
@@ -125,7 +125,7 @@ pub struct ScenarioComparison {
     pub name: String,
     /// None when either side has no (or too few) latency samples.
     pub latency: Option<LatencyComparison>,
-    /// Set by [`gate`] when the latency regressed and was re-run.
+    /// Set by [`gate`](fn@gate::gate) when the latency regressed and was re-run.
     pub confirmation: Option<Confirmation>,
     /// A/B mode (`gate --against`): the interleaved comparison, in place
     /// of `latency`.

@@ -84,7 +84,7 @@ pub enum Topology {
 }
 
 /// A language whose step handlers run through the worker core's native
-/// extension (workers/<language>).
+/// extension (`workers/<language>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {

@@ -9,7 +9,7 @@ const INSTALL_HINT: &str =
 
 /// What went wrong starting (or finding) a local cluster.
 ///
-/// `Clone` so that [`shared`] can hand the same error to every caller after
+/// `Clone` so that [`shared`](crate::shared) can hand the same error to every caller after
 /// a failed start.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PostgresError {

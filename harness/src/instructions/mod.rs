@@ -28,7 +28,7 @@
 //! Nor may they depend on where the checkout is: the workload binary has
 //! its inputs compiled in and takes the workload from the environment
 //! (see `engine/benches/instructions.rs`), because an allocation sized by a
-//! path (argv[0] was one) changes the allocator's state and the count.
+//! path (`argv[0]` was one) changes the allocator's state and the count.
 //!
 //! Counts depend on the compiler and the build profile, so stored counts
 //! ([`InstructionCounts`]) carry both, and [`compare`] against a baseline

@@ -35,7 +35,7 @@ pub struct Analysis<'a> {
 }
 
 /// The folded stacks of a CPU or span profile, where a baseline for it
-/// is kept: reports/baselines/profiles/<target>-<scenario>.<recipe>.folded.
+/// is kept: `reports/baselines/profiles/<target>-<scenario>.<recipe>.folded`.
 pub fn baseline_folded(reports: &Path, target: Target, scenario: &str, recipe: &str) -> PathBuf {
     reports
         .join("baselines")

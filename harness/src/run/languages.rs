@@ -1,7 +1,7 @@
 //! Tier 4's language workers: the engine's worker core serving step
-//! handlers written in Python, Ruby or TypeScript (workers/<language>),
+//! handlers written in Python, Ruby or TypeScript (`workers/<language>`),
 //! each a process of its own running the tier-4 handlers in
-//! scenarios/ffi/<language>/.
+//! `scenarios/ffi/<language>/`.
 //!
 //! The harness builds each with its script (`scripts/<language>-worker
 //! build`), optimised when the engine it runs beside is, so the native

@@ -27,7 +27,7 @@ use crate::profile::recipe::DatabaseSettings;
 use crate::run::costs::{enable_statements, STATS_SETTLE};
 
 /// Everything the probes saw over the measured tasks (saved as the
-/// profile's recording, reports/profiles/postgres-<scenario>.postgres.json).
+/// profile's recording, `reports/profiles/postgres-<scenario>.postgres.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseProfile {
     pub steps: u64,
