@@ -137,14 +137,17 @@ impl Dedicated {
         Ok(self.connection.as_mut().expect("connected above"))
     }
 
-    /// To be told of every failed statement: the database refusing one
-    /// leaves the connection as good as it was; anything else (I/O, the
-    /// protocol, a timeout) may have broken it, so it is dropped and the
-    /// next statement starts on a fresh one.
-    pub fn failed(&mut self, error: &sqlx::Error) {
-        if !matches!(error, sqlx::Error::Database(_)) {
-            self.connection = None;
+    /// A statement's outcome, passed through: the database refusing the
+    /// statement leaves the connection as good as it was; any other error
+    /// (I/O, the protocol, a timeout) may have broken it, so it is dropped
+    /// and the next statement starts on a fresh one.
+    pub fn checked<T>(&mut self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if let Err(error) = &outcome {
+            if !matches!(error, sqlx::Error::Database(_)) {
+                self.connection = None;
+            }
         }
+        outcome
     }
 }
 

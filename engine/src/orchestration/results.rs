@@ -85,10 +85,7 @@ impl ResultProcessor {
                 .bind(self.config.result_batch_size)
                 .fetch_all(self.connection.connection().await?)
                 .await;
-        if let Err(error) = &evaluated {
-            self.connection.failed(error);
-        }
-        evaluated
+        self.connection.checked(evaluated)
     }
 }
 

@@ -128,9 +128,6 @@ impl Claimer {
             .bind(&self.worker_id)
             .fetch_all(self.connection.connection().await?)
             .await;
-        if let Err(error) = &claimed {
-            self.connection.failed(error);
-        }
-        claimed
+        self.connection.checked(claimed)
     }
 }

@@ -97,10 +97,7 @@ impl Submitter {
             .bind(results)
             .fetch_all(self.connection.connection().await?)
             .await;
-        if let Err(error) = &refused {
-            self.connection.failed(error);
-        }
-        refused
+        self.connection.checked(refused)
     }
 }
 

@@ -31,13 +31,25 @@ pub struct CriticalPath {
 }
 
 impl CriticalPath {
-    /// The four parts, µs a step, in the order they are shown.
-    pub fn parts(&self) -> [(&'static str, f64); 4] {
+    /// The four parts, named, µs a step, in the order they are shown.
+    pub fn parts(&self) -> [(String, f64); 4] {
         [
-            ("client CPU (orchestration + worker)", self.client_cpu_us),
-            ("round trips", self.round_trips * self.round_trip_us),
-            ("server execution (top-level statements)", self.server_us),
-            ("commit flush (WAL fsync)", self.commit_flush_us),
+            (
+                "client CPU (orchestration + worker)".into(),
+                self.client_cpu_us,
+            ),
+            (
+                format!(
+                    "round trips ({:.2} × {:.0} µs)",
+                    self.round_trips, self.round_trip_us
+                ),
+                self.round_trips * self.round_trip_us,
+            ),
+            (
+                "server execution (top-level statements)".into(),
+                self.server_us,
+            ),
+            ("commit flush (WAL fsync)".into(), self.commit_flush_us),
         ]
     }
 
@@ -71,13 +83,6 @@ impl CriticalPath {
         let share = |us: f64| 100.0 * us / self.wall_us.max(f64::MIN_POSITIVE);
         let mut md = String::from("| one step | µs | share of wall |\n|---|---:|---:|\n");
         for (what, us) in self.parts() {
-            let what = match what {
-                "round trips" => format!(
-                    "round trips ({:.2} × {:.0} µs)",
-                    self.round_trips, self.round_trip_us
-                ),
-                other => other.to_string(),
-            };
             let _ = writeln!(md, "| {what} | {us:.0} | {:.1} % |", share(us));
         }
         let _ = writeln!(
