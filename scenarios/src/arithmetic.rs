@@ -1,5 +1,5 @@
-//! Square, multiply and sum: the handlers of the linear, diamond,
-//! complex_dag and hierarchical_tree scenarios.
+//! Square, multiply, sum and increment: the handlers of the linear,
+//! diamond, complex_dag, hierarchical_tree, chain and fan-out scenarios.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -62,6 +62,19 @@ impl StepHandler for Square {
     async fn call(&self, step: &StepContext) -> Result<Value, HandlerError> {
         let n = single_input(step)?;
         n.checked_mul(n)
+            .map(Value::from)
+            .ok_or_else(|| overflow(step))
+    }
+}
+
+/// input + 1 (a long chain whose result stays small).
+pub struct Increment;
+
+#[async_trait]
+impl StepHandler for Increment {
+    async fn call(&self, step: &StepContext) -> Result<Value, HandlerError> {
+        single_input(step)?
+            .checked_add(1)
             .map(Value::from)
             .ok_or_else(|| overflow(step))
     }

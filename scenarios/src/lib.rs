@@ -4,7 +4,8 @@
 //! Handlers do small real arithmetic on the task context
 //! (`{"even_number": N}`, or `{"amount": A}` for the conditional scenario)
 //! so that a finished task's result can be checked: linear gives N^16,
-//! diamond N^8, complex_dag 3·N^8, hierarchical_tree N^32. The batch
+//! diamond N^8, complex_dag 3·N^8, hierarchical_tree N^32, chain N+16,
+//! fanout 64·N^4. The batch
 //! scenarios (`{"dataset": "products_<rows>"}`) sum a generated products
 //! CSV file ([`data`]) by category in batches of rows ([`batch`]). Each
 //! template file documents its steps at the top.
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use tasker_engine::template::{self, TaskTemplate, TemplateError};
 use tasker_engine::HandlerRegistry;
 
-pub use arithmetic::{Multiply, Square, Sum};
+pub use arithmetic::{Increment, Multiply, Square, Sum};
 pub use batch::{AggregateTotals, AnalyzeCsv, ProcessCsvBatch};
 pub use conditional::{Approve, Finalize, Review, Route, Validate};
 
@@ -62,6 +63,9 @@ fn scenario_registry() -> HandlerRegistry {
     }
     registry
         .register("complex_dag.sum", Sum)
+        .register("chain.increment", Increment)
+        .register("fanout.square", Square)
+        .register("fanout.sum", Sum)
         .register("conditional.validate", Validate)
         .register("conditional.route", Route)
         .register("conditional.approve", Approve)
@@ -81,7 +85,7 @@ mod tests {
     fn every_scenario_template_has_its_handlers() {
         let registry = registry();
         let templates = templates().expect("scenario templates load");
-        assert_eq!(templates.len(), 7);
+        assert_eq!(templates.len(), 9);
         for template in &templates {
             registry.check(template).expect("handlers registered");
         }

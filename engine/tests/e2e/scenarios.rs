@@ -127,6 +127,27 @@ async fn hierarchical_tree_converges_four_leaves() {
 }
 
 #[tokio::test]
+async fn chain_of_sixteen_increments_in_order() {
+    let (engine, task) = run_scenario("chain_workflow", json!({"even_number": 2})).await;
+    assert_eq!(result_of(&engine, task, "chain_step_16").await, json!(18));
+    assert_eq!(result_of(&engine, task, "chain_step_08").await, json!(10));
+    assert_full_history(&engine, task).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn fanout_joins_sixty_four_branches() {
+    let (engine, task) = run_scenario("fanout_workflow", json!({"even_number": 2})).await;
+    assert_eq!(
+        result_of(&engine, task, "fanout_join").await,
+        json!(64 * 2u64.pow(4))
+    );
+    assert_eq!(result_of(&engine, task, "fanout_branch_64").await, json!(16));
+    assert_full_history(&engine, task).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
 async fn conditional_takes_only_the_chosen_path() {
     for (amount, approver, ran, skipped) in [
         (
