@@ -1,6 +1,12 @@
--- The tasker schema: templates, tasks, steps, their DAG edges, and the
--- append-only state transition audit. pgmq (queues) is installed beside it
--- from the pgmq crate's embedded SQL before these migrations run.
+-- The tasker schema: templates, tasks, steps, their DAG edges, the
+-- append-only state transition audit, the legal state changes, batch
+-- checkpoints, rejected messages and dead letters. pgmq (queues) is
+-- installed beside it from the pgmq crate's embedded SQL before these
+-- migrations run.
+--
+-- Migrations hold the schema only. The functions are in engine/sql/, one
+-- file per operation, applied with CREATE OR REPLACE after the migrations
+-- (database::migrate); see engine/sql/README.md.
 
 CREATE SCHEMA IF NOT EXISTS tasker;
 
@@ -82,6 +88,14 @@ CREATE TABLE tasker.workflow_steps (
     processed_at           timestamptz,
     created_at             timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at             timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- the token of the claim in progress: a result is recorded only under
+    -- it (fencing; engine/sql/worker_queues.sql)
+    claim_token            uuid,
+    -- On a batchable step: {"worker": <the batch_worker's template step>,
+    -- "convergence": [names of the steps collecting its batches]}.
+    batch_plan             jsonb,
+    -- A batch worker's last checkpoint: {cursor, partial, attempt, sequence}.
+    checkpoint             jsonb,
     UNIQUE (task_uuid, name)
 );
 
@@ -162,7 +176,9 @@ INSERT INTO tasker.task_state_rules (from_state, to_state) VALUES
     ('waiting_for_retry', 'evaluating_results'), ('waiting_for_retry', 'cancelled'),
     ('blocked_by_failures', 'error'), ('blocked_by_failures', 'evaluating_results'),
     ('blocked_by_failures', 'resolved_manually'), ('blocked_by_failures', 'cancelled'),
-    ('error', 'resolved_manually');
+    ('error', 'resolved_manually'),
+    -- putting a dead-lettered task back
+    ('error', 'evaluating_results');
 
 CREATE TABLE tasker.step_state_rules (
     from_state tasker.step_state NOT NULL,
@@ -180,4 +196,58 @@ INSERT INTO tasker.step_state_rules (from_state, to_state) VALUES
     ('enqueued_as_error_for_orchestration', 'error'),
     ('waiting_for_retry', 'enqueued'), ('waiting_for_retry', 'cancelled'),
     ('waiting_for_retry', 'resolved_manually'),
-    ('error', 'resolved_manually');
+    ('error', 'resolved_manually'),
+    -- a lapsed lease puts the step back to enqueued before it is claimed again
+    ('in_progress', 'enqueued'),
+    -- putting a dead-lettered task back
+    ('cancelled', 'pending'), ('error', 'pending');
+
+-- Every checkpoint a step saved, in order: the record of a batch's progress
+-- across attempts.
+CREATE TABLE tasker.workflow_step_checkpoints (
+    workflow_step_uuid uuid NOT NULL REFERENCES tasker.workflow_steps ON DELETE CASCADE,
+    sequence           integer NOT NULL,
+    attempt            integer NOT NULL,
+    cursor             jsonb NOT NULL,
+    partial            jsonb NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (workflow_step_uuid, sequence)
+);
+
+-- Messages that are not what their queue carries (not an object with the
+-- expected uuids, or naming no known step or task), moved here with the
+-- reason instead of failing their consumer's transaction again and again.
+CREATE TABLE tasker.rejected_messages (
+    queue_name  text NOT NULL,
+    msg_id      bigint NOT NULL,
+    message     jsonb,
+    reason      text NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (queue_name, msg_id)
+);
+
+-- Tasks the staleness detector gave up on (tasker.repair_task), with the
+-- reason; tasker.retry_dead_letter puts one back.
+CREATE TABLE tasker.dead_letters (
+    task_uuid   uuid PRIMARY KEY REFERENCES tasker.tasks ON DELETE CASCADE,
+    reason      text NOT NULL,
+    -- the task's state and its steps' states when it was dead-lettered
+    task_state  tasker.task_state NOT NULL,
+    steps       jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- set when tasker.retry_dead_letter put the task back
+    retried_at  timestamptz
+);
+
+-- The engine's SQL functions (engine/sql/*.sql) as applied: the sha256 of
+-- their text, newest last. A process that starts with the same files finds
+-- their hash here and rewrites nothing (database::migrate).
+CREATE TABLE tasker.sql_functions (
+    hash       text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- The queue of results and due retries for orchestration. Worker queues
+-- are made when a template of their namespace is registered
+-- (tasker.create_worker_queue).
+SELECT pgmq.create('orchestration_step_results');

@@ -1,8 +1,12 @@
 //! Connecting to PostgreSQL and bringing the schema up to date.
 //!
 //! `migrate` installs pgmq's SQL from the pgmq crate's embedded copy (no
-//! extension needed), then runs the `tasker` schema migrations. It holds an
+//! extension needed), runs the `tasker` schema migrations (`migrations/`,
+//! the schema only), then applies the engine's SQL functions
+//! (`engine/sql/`, see [`functions`]) when they changed. It holds an
 //! advisory lock while doing so, so several processes may start at once.
+
+pub mod functions;
 
 use std::time::Duration;
 
@@ -20,14 +24,18 @@ pub enum DatabaseError {
     Pgmq(String),
     #[error("running the tasker migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("applying the SQL functions of engine/sql/{file} failed: {source}")]
+    Functions { file: String, source: sqlx::Error },
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }
 
-/// The migrations of the `tasker` schema, embedded at compile time.
+/// The migrations of the `tasker` schema, embedded at compile time. They
+/// hold no functions: those are [`functions::FILES`].
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Arbitrary key for the advisory lock that serializes migrations.
+/// Arbitrary key for the advisory lock that serializes migrations (and the
+/// functions applied after them).
 const MIGRATION_LOCK_KEY: i64 = 0x7461_736b_6572; // "tasker"
 
 /// Settings for one connection pool.
@@ -151,15 +159,25 @@ impl Dedicated {
     }
 }
 
-/// Install pgmq and run the tasker migrations, once, even when several
+/// Install pgmq, run the tasker migrations and apply the SQL functions
+/// (unless the database has these already), once, even when several
 /// processes call this at the same time.
 pub async fn migrate(pool: &PgPool) -> Result<(), DatabaseError> {
+    migrate_with(pool, functions::FILES).await.map(|_| ())
+}
+
+/// [`migrate`] with other function files than the engine's own: for tests
+/// of how a change of the files is applied.
+pub async fn migrate_with(
+    pool: &PgPool,
+    files: &[functions::SqlFile<'_>],
+) -> Result<functions::Applied, DatabaseError> {
     let mut lock_conn = pool.acquire().await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *lock_conn)
         .await?;
-    let result = migrate_locked(pool).await;
+    let result = migrate_locked(pool, files).await;
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *lock_conn)
@@ -167,14 +185,17 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DatabaseError> {
     result
 }
 
-async fn migrate_locked(pool: &PgPool) -> Result<(), DatabaseError> {
+async fn migrate_locked(
+    pool: &PgPool,
+    files: &[functions::SqlFile<'_>],
+) -> Result<functions::Applied, DatabaseError> {
     pgmq::PGMQueueExt::new_with_pool(pool.clone())
         .await
         .install_sql_from_embedded()
         .await
         .map_err(|e| DatabaseError::Pgmq(e.to_string()))?;
     MIGRATOR.run(pool).await?;
-    Ok(())
+    functions::apply(pool, files).await
 }
 
 /// A statement the database refused for what it carried, not for the

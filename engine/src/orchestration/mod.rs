@@ -1,8 +1,9 @@
 //! Orchestration: turns task requests into steps on worker queues, and
 //! step results into the next steps, retries, or a finished task.
 //!
-//! The decisions themselves are SQL functions (migrations/…_orchestration_
-//! functions.sql), each one transaction issued as one statement. The Rust
+//! The decisions themselves are SQL functions (engine/sql/evaluate.sql,
+//! results.sql, create_task.sql), each one transaction issued as one
+//! statement. The Rust
 //! side here is the event loop around them: the result processor wakes on
 //! a notification, drains the results queue in batches, and keeps a timer
 //! for the earliest retry it scheduled. Several orchestrators may run

@@ -81,6 +81,8 @@ fn scenario_templates_load_with_expected_shape() {
             7,
             "validate_request",
         ),
+        ("chain.yaml", "chain", "chain_workflow", 16, "chain_step_01"),
+        ("fanout.yaml", "fanout", "fanout_workflow", 66, "fanout_root"),
     ];
     for (file, namespace, name, count, root) in cases {
         let t = scenario(file);
@@ -108,7 +110,7 @@ fn scenario_templates_load_with_expected_shape() {
         }
     }
     let all = load_dir(Path::new(TEMPLATES)).unwrap();
-    assert_eq!(all.len(), 7);
+    assert_eq!(all.len(), 9);
 }
 
 #[test]

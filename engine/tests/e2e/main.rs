@@ -9,6 +9,7 @@ mod failures;
 mod fuzz;
 mod leases;
 mod scenarios;
+mod sql_functions;
 mod staleness;
 mod state_machine;
 mod templates;

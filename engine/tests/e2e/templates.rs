@@ -35,7 +35,7 @@ fn cli_accepts_every_scenario_template() {
     assert!(ok, "{stderr}");
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("ok: ")).count(),
-        7,
+        9,
         "{stdout}"
     );
 }

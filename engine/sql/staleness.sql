@@ -1,4 +1,6 @@
--- Stuck tasks: found, repaired, or dead-lettered.
+-- What the staleness detector (orchestration/staleness.rs) runs: work
+-- nobody was told about woken up, stuck tasks found, repaired or
+-- dead-lettered, and dead letters put back.
 --
 -- A task that made no progress (no transition of its own or of a step) for
 -- a while is examined by the staleness detector (tasker.repair_task):
@@ -12,21 +14,29 @@
 -- back: the dead-lettered and failed steps are pending again with a fresh
 -- budget of attempts, and the task is evaluated again.
 
-CREATE TABLE tasker.dead_letters (
-    task_uuid   uuid PRIMARY KEY REFERENCES tasker.tasks ON DELETE CASCADE,
-    reason      text NOT NULL,
-    -- the task's state and its steps' states when it was dead-lettered
-    task_state  tasker.task_state NOT NULL,
-    steps       jsonb NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    -- set when tasker.retry_dead_letter put the task back
-    retried_at  timestamptz
-);
-
--- Putting a dead-lettered task back.
-INSERT INTO tasker.task_state_rules (from_state, to_state) VALUES ('error', 'evaluating_results');
-INSERT INTO tasker.step_state_rules (from_state, to_state) VALUES
-    ('cancelled', 'pending'), ('error', 'pending');
+-- Work that is visible but nobody was told about: a lapsed lease (its
+-- message became visible again without a notification), a retry whose
+-- timer died with its orchestrator, a notification lost while a consumer
+-- reconnected. Notifies every queue holding a visible message, so its
+-- consumers wake and claim it; run by the staleness detector on an
+-- interval. Returns the queues notified.
+CREATE OR REPLACE FUNCTION tasker.notify_visible_work() RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    q text;
+    v_visible boolean;
+BEGIN
+    FOR q IN SELECT queue_name FROM pgmq.meta
+              WHERE queue_name LIKE 'worker\_%\_queue' OR queue_name = 'orchestration_step_results'
+    LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM pgmq.%I WHERE vt <= clock_timestamp())', 'q_' || q)
+           INTO v_visible;
+        IF v_visible THEN
+            PERFORM pg_notify(q, '');
+            RETURN NEXT q;
+        END IF;
+    END LOOP;
+END $$;
 
 -- No index serves this scan on purpose: one on unfinished tasks would make
 -- every task's completion a non-HOT update (+0.9 WAL records per step,
@@ -34,7 +44,7 @@ INSERT INTO tasker.step_state_rules (from_state, to_state) VALUES
 -- tenth of task_stale_after_s, so a sequential scan is cheap.
 -- Unfinished tasks created more than p_after ago with no transition (of the
 -- task or a step) in the last p_after, oldest first.
-CREATE FUNCTION tasker.stale_tasks(p_after interval, p_limit integer) RETURNS SETOF uuid
+CREATE OR REPLACE FUNCTION tasker.stale_tasks(p_after interval, p_limit integer) RETURNS SETOF uuid
 LANGUAGE sql STABLE AS $$
     SELECT t.task_uuid FROM tasker.tasks t
      WHERE t.completed_at IS NULL AND t.created_at < clock_timestamp() - p_after
@@ -49,7 +59,7 @@ $$;
 
 -- When p_step's message on worker queue p_queue becomes (or became)
 -- visible; NULL when there is none.
-CREATE FUNCTION tasker.step_message_vt(p_queue text, p_step uuid) RETURNS timestamptz
+CREATE OR REPLACE FUNCTION tasker.step_message_vt(p_queue text, p_step uuid) RETURNS timestamptz
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_vt timestamptz;
@@ -59,7 +69,9 @@ BEGIN
     RETURN v_vt;
 END $$;
 
-CREATE FUNCTION tasker.orchestration_message_exists(p_task uuid, p_step uuid) RETURNS boolean
+-- Whether orchestration_step_results holds a message for the task (and
+-- the step, unless p_step is NULL), visible or not.
+CREATE OR REPLACE FUNCTION tasker.orchestration_message_exists(p_task uuid, p_step uuid) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT EXISTS (SELECT 1 FROM pgmq.q_orchestration_step_results q
                     WHERE q.message->>'task_uuid' = p_task::text
@@ -74,7 +86,7 @@ $$;
 -- there but that no worker claims (waiting) is only reported, until the
 -- task has been idle for p_dead_after (when that is not zero): then the
 -- task is dead-lettered (dead_letter). Returns one row per finding.
-CREATE FUNCTION tasker.repair_task(p_task uuid, p_dead_after interval)
+CREATE OR REPLACE FUNCTION tasker.repair_task(p_task uuid, p_dead_after interval)
 RETURNS TABLE (action text, detail text)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -178,7 +190,7 @@ END $$;
 
 -- Move a task to the dead letters: record why and how it stood, cancel
 -- its waiting steps (deleting their messages) and end it in error.
-CREATE FUNCTION tasker.dead_letter_task(p_task uuid, p_state tasker.task_state, p_queue text, p_reason text)
+CREATE OR REPLACE FUNCTION tasker.dead_letter_task(p_task uuid, p_state tasker.task_state, p_queue text, p_reason text)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -214,7 +226,7 @@ END $$;
 -- max_attempts on top of those used: attempt numbers stay unique), and
 -- the task is evaluated, which enqueues what is ready. Raises TK003 when
 -- the task is not in the dead letters.
-CREATE FUNCTION tasker.retry_dead_letter(p_task uuid)
+CREATE OR REPLACE FUNCTION tasker.retry_dead_letter(p_task uuid)
 RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column

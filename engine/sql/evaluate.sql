@@ -1,0 +1,259 @@
+-- Evaluating a task: what its steps add up to (readiness, the execution
+-- context), and what it does next: finish, enqueue the steps that became
+-- ready, or wait. Run inside the transaction that applied its results
+-- (results.sql) or retried its dead letter (staleness.sql), under the
+-- task's row lock; task creation enqueues its root steps with
+-- tasker.enqueue_ready_steps.
+
+-- Decide what a task does next from its execution context: finalize it,
+-- enqueue what became ready, or record that it waits. The caller holds
+-- the task's row lock. When the task stays in steps_in_process and only
+-- enqueues, no task transition is written: evaluating and enqueuing happen
+-- inside this one transaction, so those states are never observable. A
+-- task blocked by failures records the failed steps and their errors in
+-- its transition's metadata.
+CREATE OR REPLACE FUNCTION tasker.evaluate_task(p_task uuid)
+RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer, next_retry_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_current tasker.task_state := tasker.task_state_of(p_task);
+    c record;
+    v_enqueued integer := 0;
+    v_final tasker.task_state;
+BEGIN
+    IF v_current IS NULL OR v_current NOT IN ('steps_in_process', 'evaluating_results',
+            'waiting_for_retry', 'waiting_for_dependencies', 'blocked_by_failures') THEN
+        -- finished, or not yet initialized: nothing to evaluate
+        RETURN QUERY SELECT p_task, v_current, 0, NULL::timestamptz;
+        RETURN;
+    END IF;
+    SELECT * INTO c FROM tasker.task_execution_context(p_task);
+    v_final := v_current;
+    CASE c.execution_status
+    WHEN 'all_complete' THEN
+        PERFORM tasker.settle_task(p_task, v_current, 'complete',
+            jsonb_build_object('completed_steps', c.completed_steps, 'skipped_steps', c.skipped_steps));
+        UPDATE tasker.tasks SET complete = true, completed_at = clock_timestamp(),
+               updated_at = clock_timestamp() WHERE task_uuid = p_task;
+        PERFORM pg_notify('tasker_task_finalized', p_task::text || ':complete');
+        v_final := 'complete';
+    WHEN 'has_ready_steps' THEN
+        IF v_current = 'steps_in_process' THEN
+            v_enqueued := tasker.enqueue_steps(p_task, c.ready_step_uuids, c.ready_step_states);
+        ELSE
+            PERFORM tasker.settle_task(p_task, v_current, 'enqueuing_steps');
+            v_enqueued := tasker.enqueue_steps(p_task, c.ready_step_uuids, c.ready_step_states);
+            PERFORM tasker.transition_task(p_task, 'enqueuing_steps', 'steps_in_process');
+        END IF;
+        v_final := 'steps_in_process';
+    WHEN 'processing' THEN
+        IF v_current <> 'steps_in_process' THEN
+            PERFORM tasker.settle_task(p_task, v_current, 'steps_in_process');
+            v_final := 'steps_in_process';
+        END IF;
+    WHEN 'waiting_for_retry' THEN
+        IF v_current <> 'waiting_for_retry' THEN
+            PERFORM tasker.settle_task(p_task, v_current, 'waiting_for_retry');
+            v_final := 'waiting_for_retry';
+        END IF;
+    WHEN 'blocked_by_failures' THEN
+        PERFORM tasker.settle_task(p_task, v_current, 'blocked_by_failures',
+            jsonb_build_object('failed_steps', c.failed_steps, 'failed', tasker.failed_steps(p_task)));
+        PERFORM tasker.transition_task(p_task, 'blocked_by_failures', 'error');
+        UPDATE tasker.tasks SET completed_at = clock_timestamp(), updated_at = clock_timestamp()
+         WHERE task_uuid = p_task;
+        PERFORM pg_notify('tasker_task_finalized', p_task::text || ':error');
+        v_final := 'error';
+    ELSE
+        IF v_current <> 'waiting_for_dependencies' THEN
+            PERFORM tasker.settle_task(p_task, v_current, 'waiting_for_dependencies');
+            v_final := 'waiting_for_dependencies';
+        END IF;
+    END CASE;
+    RETURN QUERY SELECT p_task, v_final, v_enqueued, c.next_retry_at;
+END $$;
+
+-- Move a task from its current state through evaluating_results to p_to.
+CREATE OR REPLACE FUNCTION tasker.settle_task(
+    p_task uuid, p_current tasker.task_state, p_to tasker.task_state, p_metadata jsonb DEFAULT '{}'
+) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_current <> 'evaluating_results' THEN
+        PERFORM tasker.transition_task(p_task, p_current, 'evaluating_results');
+    END IF;
+    PERFORM tasker.transition_task(p_task, 'evaluating_results', p_to, p_metadata);
+END $$;
+
+-- The failed steps of a task and their errors, for the record of why it
+-- ended in error.
+CREATE OR REPLACE FUNCTION tasker.failed_steps(p_task uuid) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('step', ws.name, 'error', ws.last_error)
+                              ORDER BY ws.name), '[]')
+      FROM tasker.workflow_steps ws
+     WHERE ws.task_uuid = p_task AND tasker.step_state_of(ws.workflow_step_uuid) = 'error'
+$$;
+
+-- Readiness of every step of a task. A step is ready when it is pending or
+-- waiting for retry, every parent is complete, resolved manually or skipped
+-- (cancelled by a decision), it has attempts left and its backoff has passed.
+CREATE OR REPLACE FUNCTION tasker.step_readiness(p_task uuid)
+RETURNS TABLE (
+    workflow_step_uuid uuid,
+    name               text,
+    current_state      tasker.step_state,
+    total_parents      integer,
+    completed_parents  integer,
+    attempts           integer,
+    max_attempts       integer,
+    next_retry_at      timestamptz,
+    ready              boolean
+)
+LANGUAGE sql STABLE AS $$
+    WITH steps AS (
+        SELECT s.workflow_step_uuid, s.name, t.to_state AS state, s.attempts, s.max_attempts,
+               s.next_retry_at
+          FROM tasker.workflow_steps s
+          JOIN tasker.workflow_step_transitions t
+            ON t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent
+         WHERE s.task_uuid = p_task
+    ), parents AS (
+        SELECT e.to_step_uuid,
+               count(*)::integer AS total,
+               (count(*) FILTER (WHERE p.state IN ('complete', 'resolved_manually', 'cancelled')))::integer AS done
+          FROM steps p
+          JOIN tasker.workflow_step_edges e ON e.from_step_uuid = p.workflow_step_uuid
+         GROUP BY e.to_step_uuid
+    )
+    SELECT s.workflow_step_uuid, s.name, s.state,
+           coalesce(p.total, 0), coalesce(p.done, 0),
+           s.attempts, s.max_attempts, s.next_retry_at,
+           s.state IN ('pending', 'waiting_for_retry')
+             AND coalesce(p.done, 0) = coalesce(p.total, 0)
+             AND s.attempts < s.max_attempts
+             AND (s.next_retry_at IS NULL OR s.next_retry_at <= clock_timestamp())
+      FROM steps s
+      LEFT JOIN parents p ON p.to_step_uuid = s.workflow_step_uuid
+$$;
+
+-- What a task's steps add up to, and what orchestration should do next.
+-- execution_status is one of: all_complete, has_ready_steps, processing,
+-- waiting_for_retry, blocked_by_failures, waiting_for_dependencies.
+CREATE OR REPLACE FUNCTION tasker.task_execution_context(p_task uuid)
+RETURNS TABLE (
+    task_uuid          uuid,
+    total_steps        integer,
+    pending_steps      integer,
+    ready_steps        integer,
+    in_flight_steps    integer,
+    waiting_for_retry_steps integer,
+    completed_steps    integer,
+    failed_steps       integer,
+    skipped_steps      integer,
+    next_retry_at      timestamptz,
+    has_ready_steps    boolean,
+    processing         boolean,
+    blocked_by_failures boolean,
+    all_complete       boolean,
+    waiting_for_dependencies boolean,
+    execution_status   text,
+    -- the ready steps and their states, for enqueuing them
+    ready_step_uuids   uuid[],
+    ready_step_states  tasker.step_state[]
+)
+LANGUAGE sql STABLE AS $$
+    WITH r AS (SELECT * FROM tasker.step_readiness(p_task)),
+    c AS (
+        SELECT count(*)::integer AS total,
+               (count(*) FILTER (WHERE current_state = 'pending'))::integer AS pending,
+               (count(*) FILTER (WHERE ready))::integer AS ready,
+               (count(*) FILTER (WHERE current_state IN ('enqueued', 'in_progress',
+                    'enqueued_for_orchestration', 'enqueued_as_error_for_orchestration')))::integer AS in_flight,
+               (count(*) FILTER (WHERE current_state = 'waiting_for_retry'))::integer AS retrying,
+               (count(*) FILTER (WHERE current_state IN ('complete', 'resolved_manually')))::integer AS completed,
+               (count(*) FILTER (WHERE current_state = 'error'))::integer AS failed,
+               (count(*) FILTER (WHERE current_state = 'cancelled'))::integer AS skipped,
+               min(next_retry_at) FILTER (WHERE current_state = 'waiting_for_retry') AS next_retry_at,
+               coalesce(array_agg(workflow_step_uuid ORDER BY name) FILTER (WHERE ready), '{}') AS ready_uuids,
+               coalesce(array_agg(current_state ORDER BY name) FILTER (WHERE ready), '{}') AS ready_states
+          FROM r
+    )
+    SELECT p_task, c.total, c.pending, c.ready, c.in_flight, c.retrying, c.completed, c.failed,
+           c.skipped, c.next_retry_at,
+           c.ready > 0,
+           c.in_flight > 0,
+           c.failed > 0 AND c.ready = 0 AND c.in_flight = 0 AND c.retrying = 0,
+           c.total > 0 AND c.completed + c.skipped = c.total,
+           c.failed = 0 AND c.ready = 0 AND c.in_flight = 0 AND c.retrying = 0 AND c.pending > 0,
+           CASE
+             WHEN c.total > 0 AND c.completed + c.skipped = c.total THEN 'all_complete'
+             WHEN c.ready > 0 THEN 'has_ready_steps'
+             WHEN c.in_flight > 0 THEN 'processing'
+             WHEN c.retrying > 0 THEN 'waiting_for_retry'
+             WHEN c.failed > 0 THEN 'blocked_by_failures'
+             ELSE 'waiting_for_dependencies'
+           END,
+           c.ready_uuids, c.ready_states
+      FROM c
+$$;
+
+-- Enqueue the given ready steps (p_states: the state each is in now) on
+-- the task's namespace queue, one send for the batch (the queue's own
+-- send_ function, worker_queues.sql). Each message carries its step's
+-- timeout, which sizes the claim's lease; the messages are built from one
+-- read of the steps. A batch's steps beyond their parallelism are held
+-- back (left pending). The caller holds the task's row lock. Returns how
+-- many were enqueued.
+CREATE OR REPLACE FUNCTION tasker.enqueue_steps(p_task uuid, p_steps uuid[], p_states tasker.step_state[])
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_queue text;
+    v_messages jsonb[] := '{}';
+    r record;
+    v_group text;
+    v_free jsonb := '{}';
+BEGIN
+    IF cardinality(p_steps) = 0 THEN
+        RETURN 0;
+    END IF;
+    SELECT tasker.worker_queue_name(ns.name) INTO v_queue
+      FROM tasker.tasks t
+      JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+      JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
+     WHERE t.task_uuid = p_task;
+    FOR r IN SELECT u.step, u.state, ws.timeout_seconds,
+                    CASE WHEN ws.step_type = 'batch_worker' THEN ws.inputs->'batch' END AS batch
+               FROM unnest(p_steps, p_states) WITH ORDINALITY u(step, state, ord)
+               JOIN tasker.workflow_steps ws ON ws.workflow_step_uuid = u.step
+              ORDER BY u.ord
+    LOOP
+        IF r.batch IS NOT NULL AND r.state = 'pending' THEN
+            v_group := r.batch->>'batchable_step';
+            IF NOT v_free ? v_group THEN
+                v_free := v_free || jsonb_build_object(v_group,
+                    tasker.batch_slots_free(p_task, v_group, (r.batch->>'parallelism')::integer));
+            END IF;
+            CONTINUE WHEN (v_free->>v_group)::integer <= 0;
+            v_free := v_free || jsonb_build_object(v_group, (v_free->>v_group)::integer - 1);
+        END IF;
+        IF tasker.try_transition_step(r.step, r.state, 'enqueued') THEN
+            v_messages := v_messages || jsonb_build_object('task_uuid', p_task, 'step_uuid', r.step,
+                                                           'timeout_s', r.timeout_seconds);
+        END IF;
+    END LOOP;
+    IF cardinality(v_messages) > 0 THEN
+        EXECUTE format('SELECT tasker.%I($1)', 'send_' || v_queue) USING v_messages;
+        PERFORM pg_notify(v_queue, '');
+    END IF;
+    RETURN cardinality(v_messages);
+END $$;
+
+-- Enqueue every ready step of a task.
+CREATE OR REPLACE FUNCTION tasker.enqueue_ready_steps(p_task uuid) RETURNS integer
+LANGUAGE sql AS $$
+    SELECT tasker.enqueue_steps(p_task, c.ready_step_uuids, c.ready_step_states)
+      FROM tasker.task_execution_context(p_task) c
+$$;

@@ -1,0 +1,185 @@
+-- Orchestration's side of a step's result: the messages on
+-- orchestration_step_results taken, each result applied (complete, retry
+-- or error; a batchable step's batches; a decision's choice), and each
+-- task evaluated (evaluate.sql), all in one transaction. The worker's side
+-- (recording the result, sending this message) is the queue's submit_
+-- function (worker_queues.sql).
+
+-- Orchestration's hot path: take up to p_qty messages from
+-- orchestration_step_results, apply the step results they announce,
+-- evaluate each task once, delete the messages; one transaction for the
+-- batch. batch_messages (the same on every row) says how many messages were
+-- taken, so the caller knows whether the queue is drained. Tasks are
+-- locked in uuid order, so concurrent orchestrators never deadlock, and
+-- two results of one task are never evaluated side by side (each would
+-- miss the other's step and the join step would never run). A message
+-- that names no known task or carries a malformed uuid is rejected
+-- (tasker.reject_message) instead of failing the batch.
+CREATE OR REPLACE FUNCTION tasker.process_step_results(p_qty integer)
+RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer,
+               next_retry_at timestamptz, batch_messages integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    m record;
+    v_task uuid;
+    v_tasks uuid[] := '{}';
+    v_taken integer := 0;
+BEGIN
+    -- The messages are taken and deleted in one statement: this whole batch
+    -- is one transaction, so if it fails they are simply there again, and
+    -- until it commits their row locks hide them from other orchestrators.
+    FOR m IN WITH taken AS (
+                 DELETE FROM pgmq.q_orchestration_step_results q
+                  WHERE q.msg_id IN (SELECT r.msg_id FROM pgmq.q_orchestration_step_results r
+                                      WHERE r.vt <= clock_timestamp()
+                                      ORDER BY r.msg_id LIMIT p_qty
+                                        FOR UPDATE SKIP LOCKED)
+              RETURNING q.msg_id, q.message)
+             SELECT taken.msg_id, taken.message FROM taken
+              ORDER BY taken.message->>'task_uuid', taken.msg_id
+    LOOP
+        v_taken := v_taken + 1;
+        v_task := tasker.as_uuid(m.message->>'task_uuid');
+        IF v_task IS NULL OR (m.message ? 'step_uuid'
+                              AND tasker.as_uuid(m.message->>'step_uuid') IS NULL) THEN
+            PERFORM tasker.reject_message('orchestration_step_results', m.msg_id, m.message,
+                'task_uuid or step_uuid is missing or not a uuid');
+            CONTINUE;
+        END IF;
+        IF NOT (v_task = ANY (v_tasks)) THEN
+            PERFORM 1 FROM tasker.tasks t WHERE t.task_uuid = v_task FOR NO KEY UPDATE;
+            IF NOT FOUND THEN
+                PERFORM tasker.reject_message('orchestration_step_results', m.msg_id, m.message,
+                    'no such task');
+                CONTINUE;
+            END IF;
+            v_tasks := v_tasks || v_task;
+        END IF;
+        IF m.message ? 'step_uuid' THEN
+            PERFORM tasker.apply_step_result((m.message->>'step_uuid')::uuid);
+        END IF;
+    END LOOP;
+    FOREACH v_task IN ARRAY v_tasks LOOP
+        RETURN QUERY SELECT e.*, v_taken FROM tasker.evaluate_task(v_task) e;
+    END LOOP;
+    -- A batch of rejected messages only still says how many were taken.
+    IF cardinality(v_tasks) = 0 AND v_taken > 0 THEN
+        RETURN QUERY SELECT NULL::uuid, NULL::tasker.task_state, 0, NULL::timestamptz, v_taken;
+    END IF;
+END $$;
+
+-- Apply one step's reported result: complete it, or schedule its retry
+-- (a delayed message on orchestration_step_results makes any orchestrator
+-- re-evaluate the task when the backoff has passed), or fail it for good.
+-- A step already past this point (a redelivered message) is left alone.
+-- A batchable step's decision is applied when it completes (its batches
+-- created, or the step failed with the problem), and a batch worker that
+-- fails for good says which batch it was.
+CREATE OR REPLACE FUNCTION tasker.apply_step_result(p_step uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    v_delay bigint;
+    v_at timestamptz;
+    v_problem text;
+    v_error jsonb;
+BEGIN
+    SELECT ws.*, t.to_state AS state INTO s
+      FROM tasker.workflow_steps ws
+      JOIN tasker.workflow_step_transitions t
+        ON t.workflow_step_uuid = ws.workflow_step_uuid AND t.most_recent
+     WHERE ws.workflow_step_uuid = p_step;
+    IF s.state = 'enqueued_for_orchestration' THEN
+        IF s.step_type = 'batchable' THEN
+            v_problem := tasker.create_batches(s.task_uuid, p_step);
+        END IF;
+        IF v_problem IS NOT NULL THEN
+            v_error := jsonb_build_object('error_type', 'InvalidBatchOutcome', 'retryable', false,
+                'message', format('batchable step %s: %s', s.name, v_problem));
+            UPDATE tasker.workflow_steps SET last_error = v_error, processed_at = clock_timestamp(),
+                   updated_at = clock_timestamp()
+             WHERE workflow_step_uuid = p_step;
+            PERFORM tasker.transition_step(p_step, 'enqueued_for_orchestration', 'error',
+                jsonb_build_object('attempts', s.attempts, 'error', v_error));
+            RETURN;
+        END IF;
+        PERFORM tasker.transition_step(p_step, 'enqueued_for_orchestration', 'complete');
+        UPDATE tasker.workflow_steps SET processed_at = clock_timestamp(), updated_at = clock_timestamp()
+         WHERE workflow_step_uuid = p_step;
+        IF s.step_type = 'decision' THEN
+            PERFORM tasker.apply_decision(s.task_uuid, p_step, s.results);
+        END IF;
+    ELSIF s.state = 'enqueued_as_error_for_orchestration' THEN
+        IF s.retryable AND coalesce((s.last_error->>'retryable')::boolean, true)
+           AND s.attempts < s.max_attempts THEN
+            v_delay := tasker.backoff_delay_ms(s.backoff, s.backoff_base_ms, s.max_backoff_ms, s.attempts);
+            v_at := clock_timestamp() + make_interval(secs => v_delay / 1000.0);
+            UPDATE tasker.workflow_steps SET next_retry_at = v_at, updated_at = clock_timestamp()
+             WHERE workflow_step_uuid = p_step;
+            PERFORM tasker.transition_step(p_step, 'enqueued_as_error_for_orchestration',
+                'waiting_for_retry', jsonb_build_object('attempt', s.attempts, 'backoff_ms', v_delay));
+            PERFORM tasker.send_to_orchestration(
+                jsonb_build_object('task_uuid', s.task_uuid, 'retry_due', p_step), v_at);
+        ELSE
+            v_error := s.last_error;
+            IF s.step_type = 'batch_worker' THEN
+                v_error := coalesce(v_error, '{}') || jsonb_build_object('batch', jsonb_build_object(
+                    'index', s.inputs->'batch'->'index', 'count', s.inputs->'batch'->'count',
+                    'cursor', s.inputs->'batch'->'cursor'));
+            END IF;
+            PERFORM tasker.transition_step(p_step, 'enqueued_as_error_for_orchestration', 'error',
+                jsonb_build_object('attempts', s.attempts, 'error', v_error));
+            UPDATE tasker.workflow_steps SET last_error = v_error, processed_at = clock_timestamp(),
+                   updated_at = clock_timestamp()
+             WHERE workflow_step_uuid = p_step;
+        END IF;
+    END IF;
+END $$;
+
+-- A decision step chose its next steps (results.next_steps, a list of
+-- names). Its other children are skipped (cancelled), and so is every
+-- pending step whose parents were all skipped.
+CREATE OR REPLACE FUNCTION tasker.apply_decision(p_task uuid, p_step uuid, p_results jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_selected jsonb := coalesce(p_results->'next_steps', '[]'::jsonb);
+    r record;
+    v_skipped integer;
+BEGIN
+    FOR r IN SELECT c.workflow_step_uuid FROM tasker.workflow_step_edges e
+               JOIN tasker.workflow_steps c ON c.workflow_step_uuid = e.to_step_uuid
+              WHERE e.from_step_uuid = p_step AND NOT (v_selected ? c.name)
+    LOOP
+        PERFORM tasker.try_transition_step(r.workflow_step_uuid, 'pending', 'cancelled',
+            jsonb_build_object('reason', 'not selected by decision step', 'decision_step', p_step));
+    END LOOP;
+    LOOP
+        v_skipped := 0;
+        FOR r IN SELECT sr.workflow_step_uuid FROM tasker.step_readiness(p_task) sr
+                  WHERE sr.current_state = 'pending' AND sr.total_parents > 0
+                    AND NOT EXISTS (
+                        SELECT 1 FROM tasker.workflow_step_edges e
+                         WHERE e.to_step_uuid = sr.workflow_step_uuid
+                           AND tasker.step_state_of(e.from_step_uuid) <> 'cancelled')
+        LOOP
+            PERFORM tasker.try_transition_step(r.workflow_step_uuid, 'pending', 'cancelled',
+                '{"reason": "every parent was skipped"}'::jsonb);
+            v_skipped := v_skipped + 1;
+        END LOOP;
+        EXIT WHEN v_skipped = 0;
+    END LOOP;
+END $$;
+
+-- Retry delay after `attempts` attempts, in milliseconds (same rule as
+-- RetryPolicy::delay_ms in template.rs).
+CREATE OR REPLACE FUNCTION tasker.backoff_delay_ms(
+    p_backoff text, p_base_ms integer, p_max_ms integer, p_attempts integer
+) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT least(p_max_ms::bigint, CASE p_backoff
+        WHEN 'exponential' THEN (p_base_ms::numeric * power(2::numeric, greatest(p_attempts - 1, 0)))
+        WHEN 'linear' THEN p_base_ms::numeric * greatest(p_attempts, 1)
+        ELSE p_base_ms::numeric
+    END)::bigint
+$$;
