@@ -25,7 +25,7 @@ pub mod paired;
 pub mod render;
 pub mod stats;
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 pub mod throughput;
 
 pub use costs::{compare_costs, CostChange, CostMetric};

@@ -30,7 +30,23 @@ pub struct RunResult {
     /// The engine configuration the run used (TaskerConfig as JSON).
     pub engine_config: serde_json::Value,
     pub postgres: PostgresInfo,
+    /// The server's round trip and commit latency, measured once at the
+    /// start of the run (absent in results written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timings: Option<ServerTimings>,
     pub scenarios: Vec<ScenarioResult>,
+}
+
+/// What one statement and one commit cost on the run's server, from the
+/// harness's own connection to a fresh database of it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServerTimings {
+    /// Median of `samples` prepared `SELECT 1`, µs.
+    pub round_trip_us: f64,
+    /// Median of `samples` single-row INSERTs, each its own synchronous
+    /// transaction, minus `round_trip_us`: the commit's flush, µs.
+    pub commit_us: f64,
+    pub samples: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +103,11 @@ pub struct ScenarioResult {
     /// this one, and the difference a step. Absent for other scenarios.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ffi: Option<FfiComparison>,
+    /// This scenario ran the harness's minimal model of the template's
+    /// DAG (topology `floor`), not the engine: the other scenarios of the
+    /// same template are shown as multiples of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub floor: bool,
 }
 
 /// A scenario whose handlers are in another language against the same
@@ -234,6 +255,64 @@ impl RunResult {
     pub fn scenario(&self, name: &str) -> Option<&ScenarioResult> {
         self.scenarios.iter().find(|s| s.name == name)
     }
+
+    /// The floor `scenario` is measured against: a floor scenario of the
+    /// same template in this run (`floor_<name>` when there are several),
+    /// with a latency run. None for a floor scenario itself.
+    pub fn floor_of(&self, scenario: &ScenarioResult) -> Option<&ScenarioResult> {
+        if scenario.floor {
+            return None;
+        }
+        let floors = || {
+            self.scenarios
+                .iter()
+                .filter(|f| f.floor && f.template == scenario.template && f.latency.is_some())
+        };
+        let named = format!("floor_{}", scenario.name);
+        floors()
+            .find(|f| f.name == named)
+            .or_else(|| floors().next())
+    }
+}
+
+/// A scenario's latency against its floor's, at the same percentile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloorRatio {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+impl FloorRatio {
+    /// `scenario`'s P50 and P99 over `floor`'s; None without both latency
+    /// runs (or with a zero floor).
+    pub fn of(scenario: &ScenarioResult, floor: &ScenarioResult) -> Option<Self> {
+        let (s, f) = (
+            &scenario.latency.as_ref()?.summary,
+            &floor.latency.as_ref()?.summary,
+        );
+        let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+        Some(Self {
+            p50: ratio(s.p50_us, f.p50_us)?,
+            p99: ratio(s.p99_us, f.p99_us)?,
+        })
+    }
+}
+
+impl ServerTimings {
+    /// The critical-path floor a scenario's per-step costs imply for one
+    /// task, µs: every commit at the measured commit latency plus every
+    /// statement at one round trip, one after another (commits × commit
+    /// latency + statements × RTT, over the task's steps). An upper
+    /// estimate of a sequential floor: it counts asynchronous commits
+    /// (the claims) as synchronous and overlaps nothing. None without costs.
+    pub fn implied_floor_us(&self, scenario: &ScenarioResult) -> Option<f64> {
+        let costs = scenario.costs.as_ref()?;
+        let steps = f64::from(scenario.steps_per_task);
+        Some(
+            costs.commits_per_step * steps * self.commit_us
+                + costs.statements_per_step * steps * self.round_trip_us,
+        )
+    }
 }
 
 impl ScenarioResult {
@@ -273,5 +352,106 @@ impl Summary {
             max_us: histogram.max(),
             mean_us: histogram.mean(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::testdata::{run, scenario, step_costs};
+
+    /// A run of engine scenarios and floors, each with samples of one value.
+    fn with_floors() -> RunResult {
+        let of = |name: &str, template: &str, us: u64, floor: bool| ScenarioResult {
+            template: format!("{template}/{template}_workflow@1.0.0"),
+            floor,
+            ..scenario(name, vec![us; 10], step_costs())
+        };
+        run(
+            "floors",
+            vec![
+                of("linear", "linear", 9_000, false),
+                of("cluster", "linear", 12_000, false),
+                of("floor_other", "linear", 5_000, true),
+                of("floor_linear", "linear", 4_000, true),
+                of("diamond", "diamond", 8_000, false),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_scenario_is_measured_against_the_floor_of_its_template() {
+        let run = with_floors();
+        let floor = |name: &str| {
+            run.floor_of(run.scenario(name).unwrap())
+                .map(|f| f.name.as_str())
+        };
+        assert_eq!(floor("linear"), Some("floor_linear"), "floor_<name> first");
+        assert_eq!(
+            floor("cluster"),
+            Some("floor_other"),
+            "else the first of its template"
+        );
+        assert_eq!(floor("floor_linear"), None, "a floor has no floor");
+        assert_eq!(floor("diamond"), None, "no floor of its template ran");
+        let mut without_latency = run.clone();
+        for s in without_latency.scenarios.iter_mut().filter(|s| s.floor) {
+            s.latency = None;
+        }
+        let linear = without_latency.scenario("linear").unwrap();
+        assert!(
+            without_latency.floor_of(linear).is_none(),
+            "a floor needs a latency run"
+        );
+    }
+
+    #[test]
+    fn the_ratio_to_the_floor_is_taken_percentile_by_percentile() {
+        let run = with_floors();
+        let linear = run.scenario("linear").unwrap();
+        let ratio = FloorRatio::of(linear, run.floor_of(linear).unwrap()).unwrap();
+        let (s, f) = (
+            linear.latency.as_ref().unwrap().summary,
+            run.scenario("floor_linear")
+                .unwrap()
+                .latency
+                .as_ref()
+                .unwrap()
+                .summary,
+        );
+        assert_eq!(ratio.p50, s.p50_us as f64 / f.p50_us as f64);
+        assert_eq!(ratio.p99, s.p99_us as f64 / f.p99_us as f64);
+        assert!((ratio.p50 - 2.25).abs() < 0.01, "9 ms over 4 ms: {ratio:?}");
+    }
+
+    #[test]
+    fn the_implied_floor_is_commits_at_the_commit_latency_plus_statements_at_the_round_trip() {
+        let timings = ServerTimings {
+            round_trip_us: 50.0,
+            commit_us: 1_000.0,
+            samples: 200,
+        };
+        let mut s = scenario("linear", vec![1], step_costs());
+        s.steps_per_task = 4;
+        s.costs = Some(StepCosts {
+            statements_per_step: 3.25,
+            commits_per_step: 3.0,
+            ..s.costs.unwrap()
+        });
+        // 4 steps: 12 commits × 1 ms + 13 statements × 0.05 ms.
+        assert_eq!(timings.implied_floor_us(&s), Some(12_000.0 + 650.0));
+        s.costs = None;
+        assert_eq!(timings.implied_floor_us(&s), None);
+    }
+
+    #[test]
+    fn results_without_the_floor_fields_still_load_and_write_none() {
+        let run = run("old", vec![scenario("linear", vec![1, 2], step_costs())]);
+        let text = serde_json::to_string(&run).unwrap();
+        assert!(
+            !text.contains("server_timings") && !text.contains("\"floor\""),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<RunResult>(&text).unwrap(), run);
     }
 }

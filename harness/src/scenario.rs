@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use tasker_engine::template::StepType;
 use tasker_engine::{TaskRequest, TaskTemplate};
 
 /// The scenario file as written.
@@ -40,9 +41,11 @@ pub struct Scenario {
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
     /// How the engine runs: `embedded` (one process), `cluster`
-    /// (separate orchestrator and worker processes) or `ffi` (one
+    /// (separate orchestrator and worker processes), `ffi` (one
     /// orchestrator and one worker whose handlers are in another language,
-    /// run interleaved with the Rust worker on the same template).
+    /// run interleaved with the Rust worker on the same template), or
+    /// `floor`: no engine at all, the harness's minimal model of a durable
+    /// queue-based chain (`run::floor`) running the template's DAG.
     #[serde(default)]
     pub topology: Topology,
 }
@@ -81,6 +84,10 @@ pub enum Topology {
     Ffi {
         language: Language,
     },
+    /// The template's DAG on the harness's minimal model (`run::floor`):
+    /// plain tokio-postgres, no handlers, no engine code. What the engine's
+    /// latency is compared with.
+    Floor,
 }
 
 /// A language whose step handlers run through the worker core's native
@@ -145,6 +152,12 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<Scenario>> {
                 scenario.template
             );
         };
+        if scenario.topology == Topology::Floor {
+            check_floor(template).map_err(|why| anyhow::anyhow!("{at}: {why}"))?;
+            if scenario.expect.is_some() {
+                bail!("{at}: expect: a floor scenario runs no handlers, so it has no results to check; remove expect");
+            }
+        }
         if let Some(expect) = &scenario.expect {
             if template.step(&expect.step).is_none() {
                 bail!(
@@ -178,6 +191,26 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<Scenario>> {
         }
     }
     Ok(file.scenarios)
+}
+
+/// A floor scenario's template: a DAG of standard steps (the floor runs
+/// no handlers, so it cannot decide between branches or cut batches).
+fn check_floor(template: &TaskTemplate) -> Result<(), String> {
+    let special: Vec<&str> = template
+        .steps
+        .iter()
+        .filter(|s| s.step_type != StepType::Standard || s.batch_config.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    if special.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "topology floor: template {} has steps the floor cannot model (decision or batch steps: {}); \
+         the floor runs DAGs of standard steps",
+        template.name,
+        special.join(", ")
+    ))
 }
 
 /// The scenarios picked by tier and/or name (none given: tier 1).

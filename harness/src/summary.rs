@@ -4,7 +4,8 @@
 
 use std::fmt::Write;
 
-use crate::result::RunResult;
+use crate::report::format_ratio;
+use crate::result::{FloorRatio, RunResult};
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -101,6 +102,7 @@ pub fn table(run: &RunResult) -> String {
             );
         }
     }
+    out.push_str(&floor_block(run));
     for scenario in run.scenarios.iter().filter(|s| !s.throughput.is_empty()) {
         let rows_column = |cell: &str| match scenario.rows {
             Some(_) => format!(" {cell:>10}"),
@@ -137,6 +139,75 @@ pub fn table(run: &RunResult) -> String {
     out
 }
 
+/// The server's timings, then each scenario against its floor: its P50
+/// and P99 as multiples of the floor scenario of its template in this run,
+/// and the critical-path floor its per-step costs imply. Empty when the
+/// run has neither.
+fn floor_block(run: &RunResult) -> String {
+    let mut out = String::new();
+    let timings = run.server_timings.as_ref();
+    if let Some(t) = timings {
+        let _ = writeln!(
+            out,
+            "\nserver: commit {:.3} ms, round trip {:.3} ms (medians of {})",
+            ms_f(t.commit_us),
+            ms_f(t.round_trip_us),
+            t.samples
+        );
+    }
+    let rows: Vec<String> = run
+        .scenarios
+        .iter()
+        .filter_map(|s| {
+            let floor = run.floor_of(s);
+            let ratio = floor.and_then(|f| FloorRatio::of(s, f));
+            let implied = timings.and_then(|t| t.implied_floor_us(s));
+            if floor.is_none() && implied.is_none() && !s.floor {
+                return None;
+            }
+            let floor_name = match (s.floor, floor) {
+                (true, _) => "(a floor)",
+                (false, Some(f)) => f.name.as_str(),
+                (false, None) => "-",
+            };
+            let times = |r: Option<f64>| r.map_or("-".to_string(), format_ratio);
+            Some(format!(
+                "{:<18} {:<18} {:>10} {:>10} {:>11}",
+                s.name,
+                floor_name,
+                times(ratio.map(|r| r.p50)),
+                times(ratio.map(|r| r.p99)),
+                implied.map_or("-".to_string(), |us| format!("{:.2}", ms_f(us)))
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return out;
+    }
+    if timings.is_none() {
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "against the floor: P50 and P99 over those of the floor scenario of the same template \
+         (this run);\nimplied floor: commits × commit + statements × round trip, a task, one \
+         after another (an upper estimate)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<18} {:<18} {:>10} {:>10} {:>11}",
+        "scenario", "floor", "P50 ×floor", "P99 ×floor", "implied ms"
+    );
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
+    out
+}
+
+fn ms_f(us: f64) -> f64 {
+    us / 1000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +230,77 @@ mod tests {
         linear.name = "batch_1000_rows".into();
         linear.rows = Some(rows);
         run
+    }
+
+    /// The sample with a floor of the linear template (every latency of
+    /// linear's divided by 2) and server timings.
+    fn with_floor() -> RunResult {
+        let mut run = sample();
+        let mut floor = run.scenario("linear").unwrap().clone();
+        floor.name = "floor_linear".into();
+        floor.floor = true;
+        let latency = floor.latency.as_mut().unwrap();
+        latency.samples_us.iter_mut().for_each(|us| *us /= 2);
+        latency.summary = crate::result::Summary::of(&latency.samples_us);
+        run.scenarios.push(floor);
+        run.server_timings = Some(crate::result::ServerTimings {
+            round_trip_us: 60.0,
+            commit_us: 1_250.0,
+            samples: 200,
+        });
+        run
+    }
+
+    #[test]
+    fn each_scenario_is_shown_against_its_floor_with_the_floor_its_costs_imply() {
+        let run = with_floor();
+        let text = table(&run);
+        assert!(
+            text.contains("server: commit 1.250 ms, round trip 0.060 ms (medians of 200)"),
+            "{text}"
+        );
+        let block = &text[text.find("implied floor:").unwrap()..];
+        let cells = |name: &str| -> Vec<String> {
+            let line = block
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no line for {name} in {block}"));
+            line.split_whitespace().map(str::to_string).collect()
+        };
+        let (linear, floor) = (
+            run.scenario("linear").unwrap(),
+            run.scenario("floor_linear").unwrap(),
+        );
+        let ratio = FloorRatio::of(linear, floor).unwrap();
+        let implied = |s| {
+            let us = run.server_timings.unwrap().implied_floor_us(s).unwrap();
+            format!("{:.2}", us / 1000.0)
+        };
+        assert_eq!(
+            cells("linear"),
+            [
+                "linear".to_string(),
+                "floor_linear".into(),
+                format_ratio(ratio.p50),
+                format_ratio(ratio.p99),
+                implied(linear)
+            ]
+        );
+        assert!((1.9..=2.1).contains(&ratio.p50), "{ratio:?}");
+        // The cluster runs the same template: measured against it too.
+        assert_eq!(cells("cluster")[1], "floor_linear");
+        // The floor itself, and a template without a floor.
+        assert_eq!(cells("floor_linear")[1..4], ["(a", "floor)", "-"]);
+        assert_eq!(cells("diamond")[1..4], ["-", "-", "-"]);
+    }
+
+    #[test]
+    fn without_timings_or_floors_there_is_no_floor_block() {
+        let text = table(&sample());
+        assert!(
+            !text.contains("against the floor") && !text.contains("server:"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -102,3 +102,49 @@ fn errors_name_the_file_and_the_field() {
     .unwrap_err();
     assert!(error.to_string().contains("nope") && error.to_string().contains("linear"));
 }
+
+#[test]
+fn floor_scenarios_run_dags_of_standard_steps_without_expectations() {
+    let all = scenario::load(&scenario::default_path()).unwrap();
+    let tier1 = scenario::select(all, &[1], &[]).unwrap();
+    let floors: Vec<(&str, &str)> = tier1
+        .iter()
+        .filter(|s| s.topology == scenario::Topology::Floor)
+        .map(|s| (s.name.as_str(), s.template.as_str()))
+        .collect();
+    assert_eq!(
+        floors,
+        [
+            ("floor_linear", "linear_workflow"),
+            ("floor_diamond", "diamond_workflow")
+        ]
+    );
+    let floor = r#"
+[[scenario]]
+name = "floor_linear"
+tier = 1
+template = "linear_workflow"
+topology = { kind = "floor" }
+latency = { samples = 10, warmup = 1 }
+"#;
+    let (_dir, path) = write(floor);
+    assert_eq!(
+        scenario::load(&path).unwrap()[0].topology,
+        scenario::Topology::Floor
+    );
+    let with_expect = floor.replace(
+        "tier = 1",
+        "tier = 1\nexpect = { step = \"linear_step_4\", result = 1 }",
+    );
+    let error = error_of(&with_expect);
+    assert!(
+        error.contains("tiers.toml") && error.contains("expect"),
+        "{error}"
+    );
+    let decision = floor.replace("linear_workflow", "conditional_approval");
+    let error = error_of(&decision);
+    assert!(
+        error.contains("floor") && error.contains("routing_decision"),
+        "{error}"
+    );
+}

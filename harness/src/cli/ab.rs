@@ -7,6 +7,7 @@ use clap::Args;
 use tasker_harness::build::EngineBuild;
 use tasker_harness::compare::{self, CompareConfig};
 use tasker_harness::run::{self, RunPlan, Side};
+use tasker_harness::scenario::Topology;
 
 use super::compare::verdict_exit;
 use super::run::{prepare, RunArgs};
@@ -83,6 +84,15 @@ async fn gate_ab(
     eprintln!("A/B: A = {}, B = {}", reference.label(), candidate.label());
     let mut scenarios = Vec::new();
     for scenario in &plan.scenarios {
+        if scenario.topology == Topology::Floor {
+            // Both sides would run the same harness code: nothing to compare.
+            eprintln!(
+                "A/B: skipping {}: a floor scenario runs the harness's own model, not an engine \
+                 build, so A and B would be the same code",
+                scenario.name
+            );
+            continue;
+        }
         let pairs = plan
             .samples
             .or(scenario.latency.as_ref().map(|l| l.samples))

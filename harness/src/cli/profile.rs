@@ -91,6 +91,13 @@ pub(super) async fn profile(reports: &Path, mut args: ProfileArgs) -> anyhow::Re
     let [scenario] = plan.scenarios.as_slice() else {
         bail!("profile runs one scenario at a time; name it with --scenario");
     };
+    if scenario.topology == tasker_harness::scenario::Topology::Floor {
+        bail!(
+            "{} is a floor scenario: it runs the harness's own model, not the engine, so there \
+             is no engine process to profile",
+            scenario.name
+        );
+    }
     let out_dir = reports.join("profiles");
     std::fs::create_dir_all(&out_dir)?;
     let spec = profile::session::ProfileSpec {

@@ -81,6 +81,7 @@ pub fn scenario(name: &str, samples_us: Vec<u64>, costs: StepCosts) -> ScenarioR
         phases: None,
         costs: Some(costs),
         ffi: None,
+        floor: false,
     }
 }
 
@@ -109,6 +110,7 @@ pub fn run(id: &str, scenarios: Vec<ScenarioResult>) -> RunResult {
             version: "16".into(),
             settings: BTreeMap::new(),
         },
+        server_timings: None,
         scenarios,
     }
 }

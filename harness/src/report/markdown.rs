@@ -1,12 +1,13 @@
 //! The report as markdown: the run's context first (a latency means
 //! nothing without the machine and the PostgreSQL settings that produced
 //! it), then latency per tier against the baseline and the published
-//! figures, throughput and its knee, where the time goes, and what a step
-//! costs (those detail sections in `markdown/detail.rs`). Formatting only:
-//! the analysis is in the parent module.
+//! figures, each scenario against its floor, throughput and its knee,
+//! where the time goes, and what a step costs (those detail sections in
+//! `markdown/detail.rs`). Formatting only: the analysis is in the parent
+//! module.
 
-use super::{goals, published_p50, PlotLink, TASKER_PUBLISHED};
-use crate::result::{RunResult, ScenarioResult};
+use super::{format_ratio, goals, published_p50, PlotLink, TASKER_PUBLISHED};
+use crate::result::{FloorRatio, RunResult, ScenarioResult};
 
 mod detail;
 
@@ -27,6 +28,7 @@ pub fn render_markdown(
     for tier in tiers {
         md.extend(tier_table(run, tier, baseline));
     }
+    md.extend(against_the_floor(run));
     md.extend(detail::ffi(run));
     md.extend(detail::throughput(run));
     md.extend(detail::phases(run));
@@ -95,6 +97,14 @@ fn header(run: &RunResult, baseline: Option<&RunResult>) -> Vec<String> {
             setting("shared_buffers")
         ),
     ];
+    if let Some(t) = &run.server_timings {
+        md.push(format!(
+            "- Server timings (medians of {} statements): commit {} ms, round trip {} ms",
+            t.samples,
+            ms3(t.commit_us),
+            ms3(t.round_trip_us)
+        ));
+    }
     if let Some(b) = baseline {
         let dirty = if b.commit.dirty { " (dirty)" } else { "" };
         md.push(format!(
@@ -128,6 +138,76 @@ fn reference(run: &RunResult) -> Vec<String> {
     }
     md.push(String::new());
     md
+}
+
+/// Each scenario against its floor (the floor scenario of its template in
+/// this run), and the critical-path floor its per-step costs imply on this
+/// server.
+fn against_the_floor(run: &RunResult) -> Vec<String> {
+    let timings = run.server_timings.as_ref();
+    let shown: Vec<&ScenarioResult> = run
+        .scenarios
+        .iter()
+        .filter(|s| {
+            s.floor
+                || run.floor_of(s).is_some()
+                || timings.and_then(|t| t.implied_floor_us(s)).is_some()
+        })
+        .collect();
+    if shown.is_empty() {
+        return vec![];
+    }
+    let mut intro = "A floor scenario runs its template's DAG on the harness's minimal model of \
+                     the same durable queue-based chain (plain tokio-postgres, no engine code: \
+                     three commits, one of them asynchronous, and two wake-ups a step, every \
+                     transaction one statement). Every other scenario of that template is shown \
+                     as a multiple of it, percentile by percentile."
+        .to_string();
+    if let Some(t) = timings {
+        intro.push_str(&format!(
+            " The implied floor is what the scenario's per-step costs take on this server one \
+             after another: commits × {} ms (commit) + statements × {} ms (round trip), over \
+             the task's steps; an upper estimate of a sequential floor, since it counts the \
+             asynchronous claims as synchronous commits and overlaps nothing.",
+            ms3(t.commit_us),
+            ms3(t.round_trip_us)
+        ));
+    }
+    let mut md = section("## Against the floor", Some(intro));
+    md.extend(table_head(
+        "scenario|floor|P50 ms|floor P50 ms|P50 × floor|P99 ms|floor P99 ms|P99 × floor|implied floor ms",
+    ));
+    for s in shown {
+        let floor = run.floor_of(s);
+        let summary = |s: &ScenarioResult| s.latency.as_ref().map(|l| l.summary);
+        let cell = |v: Option<String>| v.unwrap_or_else(|| DASH.into());
+        let ratio = floor.and_then(|f| FloorRatio::of(s, f));
+        let own = summary(s);
+        let of_floor = floor.and_then(summary);
+        let floor_name = match (s.floor, floor) {
+            (true, _) => "(a floor)".to_string(),
+            (false, Some(f)) => f.name.clone(),
+            (false, None) => DASH.into(),
+        };
+        md.push(row(&[
+            s.name.clone(),
+            floor_name,
+            cell(own.map(|x| ms(x.p50_us as f64))),
+            cell(of_floor.map(|x| ms(x.p50_us as f64))),
+            cell(ratio.map(|r| format_ratio(r.p50))),
+            cell(own.map(|x| ms(x.p99_us as f64))),
+            cell(of_floor.map(|x| ms(x.p99_us as f64))),
+            cell(ratio.map(|r| format_ratio(r.p99))),
+            cell(timings.and_then(|t| t.implied_floor_us(s)).map(ms)),
+        ]));
+    }
+    md.push(String::new());
+    md
+}
+
+/// Milliseconds with three decimals (server timings are fractions of one).
+fn ms3(us: f64) -> String {
+    format!("{:.3}", us / 1000.0)
 }
 
 fn tier_table(run: &RunResult, tier: u8, baseline: Option<&RunResult>) -> Vec<String> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::result::{RunResult, ScenarioResult, StepPhases, ThroughputPoint};
+use crate::result::{FloorRatio, RunResult, ScenarioResult, StepPhases, ThroughputPoint};
 
 pub mod markdown;
 pub mod plots;
@@ -123,8 +123,12 @@ pub fn template_name(scenario: &ScenarioResult) -> &str {
 }
 
 /// Tasker's published P50 for the workflow this scenario runs (for a
-/// tier-4 scenario, their FFI figure: they publish one for linear only).
+/// tier-4 scenario, their FFI figure: they publish one for linear only;
+/// none for a floor, which is not an engine).
 pub fn published_p50(scenario: &ScenarioResult) -> Option<&'static str> {
+    if scenario.floor {
+        return None;
+    }
     let name = template_name(scenario);
     if scenario.ffi.is_some() {
         return (name == "linear_workflow").then_some(TASKER_PUBLISHED_FFI_LINEAR);
@@ -155,9 +159,10 @@ pub const BAR_BATCH_1000_P50_US: u64 = 60_000;
 pub const GOAL_BATCH_100K_ROWS_PER_SECOND: f64 = 200_000.0;
 
 /// The goals: linear P50 under 10 ms, tree P50 under 15 ms, ≥ 2,000 steps/s
-/// sustained (a rate kept up with, no task timed out); and, when the batch
-/// tier ran, batch_1000_rows P50 under 40 ms (bar 60 ms) and
-/// batch_100k_rows over 200,000 rows/s end to end.
+/// sustained (a rate kept up with, no task timed out); when a floor ran,
+/// linear's P50 within 1.3× its floor's; and, when the batch tier ran,
+/// batch_1000_rows P50 under 40 ms (bar 60 ms) and batch_100k_rows over
+/// 200,000 rows/s end to end.
 pub fn goals(run: &RunResult) -> Vec<Goal> {
     let mut goals = vec![
         p50_goal(run, "linear P50 under 10 ms", "linear_workflow", 10_000),
@@ -169,7 +174,14 @@ pub fn goals(run: &RunResult) -> Vec<Goal> {
         ),
         steps_goal(run),
     ];
-    let ran = |template: &str| run.scenarios.iter().any(|s| template_name(s) == template);
+    let ran = |template: &str| {
+        run.scenarios
+            .iter()
+            .any(|s| !s.floor && template_name(s) == template)
+    };
+    if run.scenarios.iter().any(|s| s.floor) {
+        goals.push(floor_goal(run));
+    }
     if ran("batch_1000_rows") {
         goals.push(batch_p50_goal(run));
     }
@@ -217,11 +229,53 @@ fn rows_goal(run: &RunResult) -> Goal {
     }
 }
 
+/// The engine's linear P50 at most this multiple of its floor's.
+pub const GOAL_LINEAR_FLOOR_RATIO: f64 = 1.3;
+
+/// Linear's P50 against the floor of its template measured in the same
+/// run (the first engine scenario of linear_workflow that has one).
+fn floor_goal(run: &RunResult) -> Goal {
+    let measured = run
+        .scenarios
+        .iter()
+        .filter(|s| !s.floor && template_name(s) == "linear_workflow")
+        .find_map(|s| {
+            let floor = run.floor_of(s)?;
+            Some((s, floor, FloorRatio::of(s, floor)?))
+        });
+    Goal {
+        goal: "linear P50 within 1.3× its floor (same run)",
+        measured: measured.map(|(s, floor, ratio)| {
+            format!(
+                "{} ({} {:.2} ms, {} {:.2} ms)",
+                format_ratio(ratio.p50),
+                s.name,
+                ms_of(s),
+                floor.name,
+                ms_of(floor)
+            )
+        }),
+        met: measured.map(|(_, _, ratio)| ratio.p50 <= GOAL_LINEAR_FLOOR_RATIO),
+    }
+}
+
+/// A scenario's sequential P50 in ms (0 without a latency run).
+fn ms_of(s: &ScenarioResult) -> f64 {
+    s.latency
+        .as_ref()
+        .map_or(0.0, |l| l.summary.p50_us as f64 / 1000.0)
+}
+
+/// A ratio to the floor as shown everywhere: `2.31×`.
+pub fn format_ratio(ratio: f64) -> String {
+    format!("{ratio:.2}×")
+}
+
 fn p50_goal(run: &RunResult, goal: &'static str, template: &str, limit_us: u64) -> Goal {
     let p50 = run
         .scenarios
         .iter()
-        .filter(|s| template_name(s) == template)
+        .filter(|s| !s.floor && template_name(s) == template)
         .find_map(|s| Some((s.name.as_str(), s.latency.as_ref()?.summary.p50_us)));
     Goal {
         goal,
@@ -230,13 +284,14 @@ fn p50_goal(run: &RunResult, goal: &'static str, template: &str, limit_us: u64) 
     }
 }
 
-/// Over the scenarios whose handlers are (near) no-ops: not those that
-/// process rows (the batch tier parses CSV in its handlers).
+/// Over the engine's scenarios whose handlers are (near) no-ops: not those
+/// that process rows (the batch tier parses CSV in its handlers), nor the
+/// floors (not the engine).
 fn steps_goal(run: &RunResult) -> Goal {
     let best = run
         .scenarios
         .iter()
-        .filter(|s| s.rows.is_none())
+        .filter(|s| s.rows.is_none() && !s.floor)
         .flat_map(|s| s.throughput.iter().map(move |p| (s, p)))
         .filter(|(_, p)| keeps_up(p) && p.timed_out == 0)
         .max_by(|a, b| {

@@ -508,3 +508,93 @@ fn tier_4_shows_each_language_against_rust_and_tasker_ffi_figure() {
     let statements = format!("{:.2}", linear.costs.unwrap().statements_per_step);
     assert_eq!(cells[9], format!("{statements} ({statements})"));
 }
+
+/// The sample with a floor of the linear template listed first (every
+/// latency of linear's divided by 4) and server timings.
+fn with_floor() -> RunResult {
+    let mut run = sample();
+    let mut floor = run.scenario("linear").unwrap().clone();
+    floor.name = "floor_linear".into();
+    floor.floor = true;
+    floor.throughput.clear();
+    let latency = floor.latency.as_mut().unwrap();
+    latency.samples_us.iter_mut().for_each(|us| *us /= 4);
+    latency.summary = Summary::of(&latency.samples_us);
+    run.scenarios.insert(0, floor);
+    run.server_timings = Some(crate::result::ServerTimings {
+        round_trip_us: 50.0,
+        commit_us: 1_000.0,
+        samples: 200,
+    });
+    run
+}
+
+#[test]
+fn markdown_shows_each_scenario_against_its_floor_and_the_server_timings() {
+    let run = with_floor();
+    let md = render_markdown(&run, None, None, &[]);
+    assert!(md.contains(
+        "- Server timings (medians of 200 statements): commit 1.000 ms, round trip 0.050 ms"
+    ));
+    let section = &md[md.find("## Against the floor").unwrap()..];
+    let section = &section[..section.find("\n## ").unwrap()];
+    assert!(section.contains("an upper estimate"), "{section}");
+    let (linear, floor) = (
+        run.scenario("linear").unwrap(),
+        run.scenario("floor_linear").unwrap(),
+    );
+    let ratio = crate::result::FloorRatio::of(linear, floor).unwrap();
+    let implied = run
+        .server_timings
+        .unwrap()
+        .implied_floor_us(linear)
+        .unwrap();
+    let cells = row_cells(section, "linear");
+    assert_eq!(cells[1], "floor_linear");
+    assert_eq!(
+        cells[2],
+        ms(linear.latency.as_ref().unwrap().summary.p50_us)
+    );
+    assert_eq!(cells[3], ms(floor.latency.as_ref().unwrap().summary.p50_us));
+    assert_eq!(cells[4], format_ratio(ratio.p50));
+    assert_eq!(cells[7], format_ratio(ratio.p99));
+    assert_eq!(cells[8], format!("{:.2}", implied / 1000.0));
+    assert!((3.8..=4.2).contains(&ratio.p50), "{ratio:?}");
+    // Another topology of the template is measured against the same floor.
+    assert_eq!(row_cells(section, "cluster")[1], "floor_linear");
+    assert_eq!(row_cells(section, "floor_linear")[1], "(a floor)");
+    assert_eq!(row_cells(section, "diamond")[4], "—", "no floor of diamond");
+    // A floor is not the engine: no published figure beside it.
+    assert_eq!(row_cells(&md, "floor_linear")[8], "—");
+    assert_eq!(format_ratio(2.0), "2.00×");
+}
+
+#[test]
+fn the_floor_goal_is_judged_and_floors_count_for_no_engine_goal() {
+    assert!(
+        goals(&sample()).iter().all(|g| !g.goal.contains("floor")),
+        "no floor goal without a floor"
+    );
+    let run = with_floor();
+    let goals = goals(&run);
+    // The floor is listed first, yet linear's P50 goal is the engine's.
+    assert_eq!(goals[0].measured.as_deref(), Some("8.99 ms (linear)"));
+    let steps = goals[2].measured.as_deref().unwrap();
+    assert!(!steps.contains("floor"), "{steps}");
+    let floor = goals.iter().find(|g| g.goal.contains("floor")).unwrap();
+    assert_eq!(floor.met, Some(false), "{floor:?}");
+    let measured = floor.measured.as_deref().unwrap();
+    assert!(
+        measured.contains("linear 8.99 ms") && measured.contains("floor_linear"),
+        "{measured}"
+    );
+    // Within 1.3×: met.
+    let mut close = run.clone();
+    let floor = close.scenarios.iter_mut().find(|s| s.floor).unwrap();
+    let latency = floor.latency.as_mut().unwrap();
+    latency.samples_us.iter_mut().for_each(|us| *us *= 4);
+    latency.summary = Summary::of(&latency.samples_us);
+    let goals = super::goals(&close);
+    let floor = goals.iter().find(|g| g.goal.contains("floor")).unwrap();
+    assert_eq!(floor.met, Some(true), "{floor:?}");
+}

@@ -45,6 +45,11 @@ pub async fn run_ab(
 ) -> anyhow::Result<AbSamples> {
     let (orchestrators, workers) = match scenario.topology {
         Topology::Embedded | Topology::Ffi { .. } => (1, 1),
+        Topology::Floor => anyhow::bail!(
+            "scenario '{}' is a floor: it runs the harness's model, not an engine build, \
+             so it has no A/B pair",
+            scenario.name
+        ),
         Topology::Cluster {
             orchestrators,
             workers,

@@ -54,6 +54,9 @@ impl EngineUnderTest {
             Topology::Ffi { language } => {
                 bail!("a {language} scenario runs with its Rust counterpart (run::ffi)")
             }
+            Topology::Floor => {
+                bail!("a floor scenario runs the harness's model (run::floor), not the engine")
+            }
             Topology::Cluster {
                 orchestrators,
                 workers,

@@ -102,5 +102,6 @@ fn result(
         phases: samples.candidate_phases,
         costs: samples.candidate_costs,
         ffi,
+        floor: false,
     }
 }

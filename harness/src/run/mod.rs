@@ -1,13 +1,16 @@
 //! Running scenarios: a fresh database per scenario on the provisioned
 //! server, the engine in the scenario's topology, then the latency run
 //! (with phases and per-step costs) and the throughput rates; every task's
-//! result is checked against the scenario's expectation.
+//! result is checked against the scenario's expectation. Floor scenarios
+//! run the harness's minimal model instead of the engine (`floor`), and
+//! the server's round trip and commit latency are measured once a run.
 
 pub mod ab;
 pub(crate) mod costs;
 pub(crate) mod engine;
 pub mod environment;
 mod ffi;
+mod floor;
 pub mod languages;
 pub(crate) mod latency;
 mod phases;
@@ -50,8 +53,21 @@ pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
     let commit = environment::commit();
     let mut scenarios = Vec::new();
     let mut workers = PreparedWorkers::default();
+    // What a statement and a commit cost on this server, before anything
+    // else runs: the floor every scenario's costs imply.
+    let server_timings = floor::timings::measure(&plan.admin_url)
+        .await
+        .context("measuring the server's round trip and commit latency")?;
     for scenario in &plan.scenarios {
         let at = || format!("scenario '{}'", scenario.name);
+        if scenario.topology == Topology::Floor {
+            let url = fresh_database(&plan.admin_url, &scenario.name).await?;
+            let result = floor::run_scenario(plan, scenario, &url)
+                .await
+                .with_context(at)?;
+            scenarios.push(result);
+            continue;
+        }
         if let Topology::Ffi { language } = scenario.topology {
             if let Some(result) = ffi::run_scenario(plan, scenario, language, &mut workers)
                 .await
@@ -82,6 +98,7 @@ pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
         .to_string(),
         engine_config: serde_json::to_value(&plan.engine_config)?,
         postgres,
+        server_timings: Some(server_timings),
         scenarios,
     })
 }
@@ -130,6 +147,7 @@ async fn measure(
         phases: None,
         costs: None,
         ffi: None,
+        floor: false,
     };
     if let Some(latency_plan) = &scenario.latency {
         let samples = plan.samples.unwrap_or(latency_plan.samples);
