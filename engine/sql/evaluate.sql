@@ -93,7 +93,7 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_object('step', ws.name, 'error', ws.last_error)
                               ORDER BY ws.name), '[]')
       FROM tasker.workflow_steps ws
-     WHERE ws.task_uuid = p_task AND tasker.step_state_of(ws.workflow_step_uuid) = 'error'
+     WHERE ws.task_uuid = p_task AND ws.state = 'error'
 $$;
 
 -- Readiness of every step of a task. A step is ready when it is pending or
@@ -113,11 +113,9 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE AS $$
     WITH steps AS (
-        SELECT s.workflow_step_uuid, s.name, t.to_state AS state, s.attempts, s.max_attempts,
+        SELECT s.workflow_step_uuid, s.name, s.state, s.attempts, s.max_attempts,
                s.next_retry_at
           FROM tasker.workflow_steps s
-          JOIN tasker.workflow_step_transitions t
-            ON t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent
          WHERE s.task_uuid = p_task
     ), parents AS (
         SELECT e.to_step_uuid,

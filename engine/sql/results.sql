@@ -85,11 +85,7 @@ DECLARE
     v_problem text;
     v_error jsonb;
 BEGIN
-    SELECT ws.*, t.to_state AS state INTO s
-      FROM tasker.workflow_steps ws
-      JOIN tasker.workflow_step_transitions t
-        ON t.workflow_step_uuid = ws.workflow_step_uuid AND t.most_recent
-     WHERE ws.workflow_step_uuid = p_step;
+    SELECT ws.* INTO s FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = p_step;
     IF s.state = 'enqueued_for_orchestration' THEN
         IF s.step_type = 'batchable' THEN
             v_problem := tasker.create_batches(s.task_uuid, p_step);

@@ -49,8 +49,11 @@ DECLARE
 BEGIN
     SELECT ws.task_uuid, ws.attempts, ws.max_attempts, ws.timeout_seconds, ws.last_attempted_at
       INTO s FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = p_step;
-    SELECT t.metadata->>'worker' INTO v_worker FROM tasker.workflow_step_transitions t
-     WHERE t.workflow_step_uuid = p_step AND t.most_recent;
+    SELECT t.metadata->>'worker' INTO v_worker
+      FROM tasker.workflow_steps ws
+      JOIN tasker.workflow_step_transitions t
+        ON t.workflow_step_uuid = ws.workflow_step_uuid AND t.sort_key = ws.transitions
+     WHERE ws.workflow_step_uuid = p_step;
     v_retry := s.attempts < s.max_attempts;
     IF NOT tasker.try_transition_step(p_step, 'in_progress',
             CASE WHEN v_retry THEN 'enqueued' ELSE 'enqueued_as_error_for_orchestration' END::tasker.step_state,
