@@ -110,11 +110,13 @@ BEGIN
         IF s.retryable AND coalesce((s.last_error->>'retryable')::boolean, true)
            AND s.attempts < s.max_attempts THEN
             v_delay := tasker.backoff_delay_ms(s.backoff, s.backoff_base_ms, s.max_backoff_ms, s.attempts);
+            PERFORM tasker.transition_step(p_step, 'enqueued_as_error_for_orchestration',
+                'waiting_for_retry', jsonb_build_object('attempt', s.attempts, 'backoff_ms', v_delay));
+            -- Counted from after the transition is recorded, so the history
+            -- never shows a wait shorter than the backoff.
             v_at := clock_timestamp() + make_interval(secs => v_delay / 1000.0);
             UPDATE tasker.workflow_steps SET next_retry_at = v_at, updated_at = clock_timestamp()
              WHERE workflow_step_uuid = p_step;
-            PERFORM tasker.transition_step(p_step, 'enqueued_as_error_for_orchestration',
-                'waiting_for_retry', jsonb_build_object('attempt', s.attempts, 'backoff_ms', v_delay));
             PERFORM tasker.send_to_orchestration(
                 jsonb_build_object('task_uuid', s.task_uuid, 'retry_due', p_step), v_at);
         ELSE
