@@ -214,7 +214,7 @@ BEGIN
          WHERE ws.workflow_step_uuid = r.step AND ws.state = 'in_progress'
            AND ws.claim_token = r.token
            AND (SELECT count(*) FROM deleted) >= 0
-        RETURNING ws.workflow_step_uuid AS step, r.msg, ws.task_uuid, ws.attempts, ws.state,
+        RETURNING ws.workflow_step_uuid AS step, r.msg, r.token, ws.task_uuid, ws.attempts, ws.state,
                   ws.transitions, r.success, r.e
     ), history AS (
         INSERT INTO tasker.workflow_step_transitions
@@ -247,7 +247,8 @@ BEGIN
          WHERE NOT EXISTS (SELECT 1 FROM recorded a WHERE a.msg = d.msg_id)
            AND (ws.claim_msg_id = d.msg_id OR ws.state = 'enqueued')
     )
-    SELECT r.step, EXISTS (SELECT 1 FROM recorded a WHERE a.step = r.step AND a.msg = r.msg)
+    SELECT r.step, EXISTS (SELECT 1 FROM recorded a
+                            WHERE a.step = r.step AND a.msg = r.msg AND a.token = r.token)
       FROM r ORDER BY r.ord;
     PERFORM pg_notify('orchestration_step_results', '');
 END $body$;
