@@ -84,6 +84,7 @@ DECLARE
     v_at timestamptz;
     v_problem text;
     v_error jsonb;
+    v_sort integer;
 BEGIN
     SELECT ws.* INTO s FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = p_step;
     IF s.state = 'enqueued_for_orchestration' THEN
@@ -100,9 +101,21 @@ BEGIN
                 jsonb_build_object('attempts', s.attempts, 'error', v_error));
             RETURN;
         END IF;
-        PERFORM tasker.transition_step(p_step, 'enqueued_for_orchestration', 'complete');
-        UPDATE tasker.workflow_steps SET processed_at = clock_timestamp(), updated_at = clock_timestamp()
-         WHERE workflow_step_uuid = p_step;
+        -- The transition and the step's processed_at in one UPDATE (what
+        -- tasker.transition_step does, without a second version of the row).
+        UPDATE tasker.workflow_steps ws
+           SET state = 'complete', transitions = ws.transitions + 1,
+               processed_at = clock_timestamp(), updated_at = clock_timestamp()
+         WHERE ws.workflow_step_uuid = p_step AND ws.state = 'enqueued_for_orchestration'
+        RETURNING ws.transitions INTO v_sort;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'step % is in state %, not enqueued_for_orchestration', p_step,
+                coalesce(tasker.step_state_of(p_step)::text, 'unknown (no such step)')
+                USING ERRCODE = 'TK002';
+        END IF;
+        INSERT INTO tasker.workflow_step_transitions
+            (workflow_step_uuid, from_state, to_state, sort_key)
+        VALUES (p_step, 'enqueued_for_orchestration', 'complete', v_sort);
         IF s.step_type = 'decision' THEN
             PERFORM tasker.apply_decision(s.task_uuid, p_step, s.results);
         END IF;
