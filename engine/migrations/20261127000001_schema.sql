@@ -55,10 +55,19 @@ CREATE TABLE tasker.tasks (
     reason          text,
     tags            jsonb NOT NULL DEFAULT '{}',
     complete        boolean NOT NULL DEFAULT false,
+    -- The current state, and the number of transitions recorded (the
+    -- sort_key of the latest): changed together by every state change, in
+    -- the same UPDATE (see tasker.try_transition_task).
+    state           tasker.task_state NOT NULL DEFAULT 'pending',
+    transitions     integer NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     completed_at    timestamptz
-);
+)
+-- Room on each page for the new versions of its rows: a task and its steps
+-- change state several times, and an update that fits on the same page and
+-- changes no indexed column writes no index entry (a HOT update).
+WITH (fillfactor = 70);
 CREATE INDEX tasks_named_task_idx ON tasker.tasks (named_task_uuid);
 CREATE INDEX tasks_correlation_idx ON tasker.tasks (correlation_id) WHERE correlation_id IS NOT NULL;
 
@@ -96,8 +105,14 @@ CREATE TABLE tasker.workflow_steps (
     batch_plan             jsonb,
     -- A batch worker's last checkpoint: {cursor, partial, attempt, sequence}.
     checkpoint             jsonb,
+    -- The current state and the number of transitions recorded, as on
+    -- tasks. A step is created pending, with that first history row
+    -- (sort_key 1) inserted beside it.
+    state                  tasker.step_state NOT NULL DEFAULT 'pending',
+    transitions            integer NOT NULL DEFAULT 1,
     UNIQUE (task_uuid, name)
-);
+)
+WITH (fillfactor = 70);
 
 CREATE TABLE tasker.workflow_step_edges (
     from_step_uuid uuid NOT NULL REFERENCES tasker.workflow_steps ON DELETE CASCADE,
@@ -107,24 +122,23 @@ CREATE TABLE tasker.workflow_step_edges (
 );
 CREATE INDEX workflow_step_edges_to_idx ON tasker.workflow_step_edges (to_step_uuid);
 
--- Append-only transition audit. The row with most_recent = true is the
--- current state; a state change flips it in a compare-and-swap (see
--- tasker.try_transition_task / tasker.try_transition_step).
+-- The transition history, insert-only. The current state is the task's or
+-- step's `state` column, changed in a compare-and-swap on that row (see
+-- tasker.try_transition_task / tasker.try_transition_step), which also
+-- numbers the transition: sort_key = the row's `transitions` after it.
 -- The key (owner, sort_key) is also the history's order and the index the
--- foreign key's cascade uses: one index fewer to write on every state change.
+-- foreign key's cascade uses: one index to write on every state change.
 CREATE TABLE tasker.task_transitions (
     task_uuid          uuid NOT NULL REFERENCES tasker.tasks ON DELETE CASCADE,
     from_state         tasker.task_state,
     to_state           tasker.task_state NOT NULL,
     metadata           jsonb NOT NULL DEFAULT '{}',
     sort_key           integer NOT NULL,
-    most_recent        boolean NOT NULL,
     -- clock_timestamp, not now(): several transitions in one transaction
     -- keep their real order and spacing for the phase breakdown.
     created_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (task_uuid, sort_key)
 );
-CREATE UNIQUE INDEX task_transitions_current_idx ON tasker.task_transitions (task_uuid) WHERE most_recent;
 
 CREATE TABLE tasker.workflow_step_transitions (
     workflow_step_uuid          uuid NOT NULL REFERENCES tasker.workflow_steps ON DELETE CASCADE,
@@ -132,12 +146,9 @@ CREATE TABLE tasker.workflow_step_transitions (
     to_state                    tasker.step_state NOT NULL,
     metadata                    jsonb NOT NULL DEFAULT '{}',
     sort_key                    integer NOT NULL,
-    most_recent                 boolean NOT NULL,
     created_at                  timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (workflow_step_uuid, sort_key)
 );
-CREATE UNIQUE INDEX workflow_step_transitions_current_idx
-    ON tasker.workflow_step_transitions (workflow_step_uuid) WHERE most_recent;
 
 -- One row per handler attempt that reported back (success or failure).
 -- Each claim is a new attempt and takes at most one result, so

@@ -77,8 +77,8 @@ BEGIN
                                        AND parent.name = coalesce(w.s->'dependencies'->>0, d.dep)
      WHERE st.type <> 'batch_worker';
 
-    INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, from_state, to_state, sort_key, most_recent)
-    SELECT ws.workflow_step_uuid, NULL, 'pending', 1, true
+    INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, from_state, to_state, sort_key)
+    SELECT ws.workflow_step_uuid, NULL, 'pending', 1
       FROM tasker.workflow_steps ws WHERE ws.task_uuid = p_task;
 END $$;
 
@@ -196,8 +196,8 @@ BEGIN
 
     IF v_count > 0 THEN
         INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, from_state, to_state,
-                                                     sort_key, most_recent)
-        SELECT w, NULL, 'pending', 1, true FROM unnest(v_workers) w;
+                                                     sort_key)
+        SELECT w, NULL, 'pending', 1 FROM unnest(v_workers) w;
         INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid)
         SELECT p_step, w FROM unnest(v_workers) w;
         INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid)
@@ -224,11 +224,9 @@ RETURNS integer
 LANGUAGE sql STABLE AS $$
     SELECT p_parallelism - count(*)::integer
       FROM tasker.workflow_steps ws
-      JOIN tasker.workflow_step_transitions t
-        ON t.workflow_step_uuid = ws.workflow_step_uuid AND t.most_recent
      WHERE ws.task_uuid = p_task AND ws.step_type = 'batch_worker'
        AND ws.inputs->'batch'->>'batchable_step' = p_batchable
-       AND t.to_state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration',
+       AND ws.state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration',
                           'enqueued_as_error_for_orchestration', 'waiting_for_retry')
 $$;
 

@@ -43,10 +43,12 @@ BEGIN
             USING ERRCODE = 'TK004';
     END IF;
 
+    -- A new task has no other writer: its first two states go in directly.
     INSERT INTO tasker.tasks (named_task_uuid, context, identity_hash, priority, correlation_id,
-                              initiator, source_system, reason, tags)
+                              initiator, source_system, reason, tags, state, transitions)
     VALUES (v_named_task, coalesce(p_context, '{}'), v_identity, coalesce(p_priority, 0),
-            p_correlation_id, p_initiator, p_source_system, p_reason, coalesce(p_tags, '{}'))
+            p_correlation_id, p_initiator, p_source_system, p_reason, coalesce(p_tags, '{}'),
+            'initializing', 2)
     ON CONFLICT (identity_hash) DO NOTHING
     RETURNING task_uuid INTO v_task;
     IF v_task IS NULL THEN
@@ -55,9 +57,8 @@ BEGIN
         RETURN;
     END IF;
 
-    -- A new task has no other writer: its first two states go in directly.
-    INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, sort_key, most_recent)
-    VALUES (v_task, NULL, 'pending', 1, false), (v_task, 'pending', 'initializing', 2, true);
+    INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, sort_key)
+    VALUES (v_task, NULL, 'pending', 1), (v_task, 'pending', 'initializing', 2);
 
     IF v_template->'steps' @> '[{"type": "batch_worker"}]' THEN
         PERFORM tasker.insert_batch_task_steps(v_task, v_template);
@@ -79,8 +80,8 @@ BEGIN
           JOIN tasker.workflow_steps child ON child.task_uuid = v_task AND child.name = s->>'name'
           JOIN tasker.workflow_steps parent ON parent.task_uuid = v_task AND parent.name = d.dep;
 
-        INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, from_state, to_state, sort_key, most_recent)
-        SELECT ws.workflow_step_uuid, NULL, 'pending', 1, true
+        INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, from_state, to_state, sort_key)
+        SELECT ws.workflow_step_uuid, NULL, 'pending', 1
           FROM tasker.workflow_steps ws WHERE ws.task_uuid = v_task;
     END IF;
 

@@ -93,7 +93,7 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_object('step', ws.name, 'error', ws.last_error)
                               ORDER BY ws.name), '[]')
       FROM tasker.workflow_steps ws
-     WHERE ws.task_uuid = p_task AND tasker.step_state_of(ws.workflow_step_uuid) = 'error'
+     WHERE ws.task_uuid = p_task AND ws.state = 'error'
 $$;
 
 -- Readiness of every step of a task. A step is ready when it is pending or
@@ -113,11 +113,9 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE AS $$
     WITH steps AS (
-        SELECT s.workflow_step_uuid, s.name, t.to_state AS state, s.attempts, s.max_attempts,
+        SELECT s.workflow_step_uuid, s.name, s.state, s.attempts, s.max_attempts,
                s.next_retry_at
           FROM tasker.workflow_steps s
-          JOIN tasker.workflow_step_transitions t
-            ON t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent
          WHERE s.task_uuid = p_task
     ), parents AS (
         SELECT e.to_step_uuid,
@@ -224,26 +222,50 @@ BEGIN
       JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
       JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
      WHERE t.task_uuid = p_task;
-    FOR r IN SELECT u.step, u.state, ws.timeout_seconds,
-                    CASE WHEN ws.step_type = 'batch_worker' THEN ws.inputs->'batch' END AS batch
-               FROM unnest(p_steps, p_states) WITH ORDINALITY u(step, state, ord)
-               JOIN tasker.workflow_steps ws ON ws.workflow_step_uuid = u.step
-              ORDER BY u.ord
-    LOOP
-        IF r.batch IS NOT NULL AND r.state = 'pending' THEN
-            v_group := r.batch->>'batchable_step';
-            IF NOT v_free ? v_group THEN
-                v_free := v_free || jsonb_build_object(v_group,
-                    tasker.batch_slots_free(p_task, v_group, (r.batch->>'parallelism')::integer));
+    IF NOT EXISTS (SELECT 1 FROM tasker.workflow_steps ws
+                    WHERE ws.workflow_step_uuid = ANY (p_steps) AND ws.step_type = 'batch_worker') THEN
+        -- No batch to throttle (the common case): every step in one
+        -- compare-and-swap UPDATE and one history INSERT.
+        WITH moved AS (
+            UPDATE tasker.workflow_steps ws
+               SET state = 'enqueued', transitions = ws.transitions + 1
+              FROM unnest(p_steps, p_states) WITH ORDINALITY u(step, state, ord)
+             WHERE ws.workflow_step_uuid = u.step AND ws.state = u.state
+               AND u.state IN ('pending', 'waiting_for_retry')
+            RETURNING ws.workflow_step_uuid, u.state AS from_state, ws.transitions,
+                      ws.timeout_seconds, u.ord
+        ), history AS (
+            INSERT INTO tasker.workflow_step_transitions
+                (workflow_step_uuid, from_state, to_state, sort_key)
+            SELECT m.workflow_step_uuid, m.from_state, 'enqueued', m.transitions FROM moved m
+        )
+        SELECT coalesce(array_agg(jsonb_build_object('task_uuid', p_task,
+                   'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
+                   ORDER BY m.ord), '{}')
+          INTO v_messages FROM moved m;
+    ELSE
+        -- Batch workers beyond their batch's parallelism are held back.
+        FOR r IN SELECT u.step, u.state, ws.timeout_seconds,
+                        CASE WHEN ws.step_type = 'batch_worker' THEN ws.inputs->'batch' END AS batch
+                   FROM unnest(p_steps, p_states) WITH ORDINALITY u(step, state, ord)
+                   JOIN tasker.workflow_steps ws ON ws.workflow_step_uuid = u.step
+                  ORDER BY u.ord
+        LOOP
+            IF r.batch IS NOT NULL AND r.state = 'pending' THEN
+                v_group := r.batch->>'batchable_step';
+                IF NOT v_free ? v_group THEN
+                    v_free := v_free || jsonb_build_object(v_group,
+                        tasker.batch_slots_free(p_task, v_group, (r.batch->>'parallelism')::integer));
+                END IF;
+                CONTINUE WHEN (v_free->>v_group)::integer <= 0;
+                v_free := v_free || jsonb_build_object(v_group, (v_free->>v_group)::integer - 1);
             END IF;
-            CONTINUE WHEN (v_free->>v_group)::integer <= 0;
-            v_free := v_free || jsonb_build_object(v_group, (v_free->>v_group)::integer - 1);
-        END IF;
-        IF tasker.try_transition_step(r.step, r.state, 'enqueued') THEN
-            v_messages := v_messages || jsonb_build_object('task_uuid', p_task, 'step_uuid', r.step,
-                                                           'timeout_s', r.timeout_seconds);
-        END IF;
-    END LOOP;
+            IF tasker.try_transition_step(r.step, r.state, 'enqueued') THEN
+                v_messages := v_messages || jsonb_build_object('task_uuid', p_task, 'step_uuid', r.step,
+                                                               'timeout_s', r.timeout_seconds);
+            END IF;
+        END LOOP;
+    END IF;
     IF cardinality(v_messages) > 0 THEN
         EXECUTE format('SELECT tasker.%I($1)', 'send_' || v_queue) USING v_messages;
         PERFORM pg_notify(v_queue, '');

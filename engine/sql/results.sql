@@ -84,12 +84,9 @@ DECLARE
     v_at timestamptz;
     v_problem text;
     v_error jsonb;
+    v_sort integer;
 BEGIN
-    SELECT ws.*, t.to_state AS state INTO s
-      FROM tasker.workflow_steps ws
-      JOIN tasker.workflow_step_transitions t
-        ON t.workflow_step_uuid = ws.workflow_step_uuid AND t.most_recent
-     WHERE ws.workflow_step_uuid = p_step;
+    SELECT ws.* INTO s FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = p_step;
     IF s.state = 'enqueued_for_orchestration' THEN
         IF s.step_type = 'batchable' THEN
             v_problem := tasker.create_batches(s.task_uuid, p_step);
@@ -104,9 +101,21 @@ BEGIN
                 jsonb_build_object('attempts', s.attempts, 'error', v_error));
             RETURN;
         END IF;
-        PERFORM tasker.transition_step(p_step, 'enqueued_for_orchestration', 'complete');
-        UPDATE tasker.workflow_steps SET processed_at = clock_timestamp(), updated_at = clock_timestamp()
-         WHERE workflow_step_uuid = p_step;
+        -- The transition and the step's processed_at in one UPDATE (what
+        -- tasker.transition_step does, without a second version of the row).
+        UPDATE tasker.workflow_steps ws
+           SET state = 'complete', transitions = ws.transitions + 1,
+               processed_at = clock_timestamp(), updated_at = clock_timestamp()
+         WHERE ws.workflow_step_uuid = p_step AND ws.state = 'enqueued_for_orchestration'
+        RETURNING ws.transitions INTO v_sort;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'step % is in state %, not enqueued_for_orchestration', p_step,
+                coalesce(tasker.step_state_of(p_step)::text, 'unknown (no such step)')
+                USING ERRCODE = 'TK002';
+        END IF;
+        INSERT INTO tasker.workflow_step_transitions
+            (workflow_step_uuid, from_state, to_state, sort_key)
+        VALUES (p_step, 'enqueued_for_orchestration', 'complete', v_sort);
         IF s.step_type = 'decision' THEN
             PERFORM tasker.apply_decision(s.task_uuid, p_step, s.results);
         END IF;
@@ -114,11 +123,13 @@ BEGIN
         IF s.retryable AND coalesce((s.last_error->>'retryable')::boolean, true)
            AND s.attempts < s.max_attempts THEN
             v_delay := tasker.backoff_delay_ms(s.backoff, s.backoff_base_ms, s.max_backoff_ms, s.attempts);
+            PERFORM tasker.transition_step(p_step, 'enqueued_as_error_for_orchestration',
+                'waiting_for_retry', jsonb_build_object('attempt', s.attempts, 'backoff_ms', v_delay));
+            -- Counted from after the transition is recorded, so the history
+            -- never shows a wait shorter than the backoff.
             v_at := clock_timestamp() + make_interval(secs => v_delay / 1000.0);
             UPDATE tasker.workflow_steps SET next_retry_at = v_at, updated_at = clock_timestamp()
              WHERE workflow_step_uuid = p_step;
-            PERFORM tasker.transition_step(p_step, 'enqueued_as_error_for_orchestration',
-                'waiting_for_retry', jsonb_build_object('attempt', s.attempts, 'backoff_ms', v_delay));
             PERFORM tasker.send_to_orchestration(
                 jsonb_build_object('task_uuid', s.task_uuid, 'retry_due', p_step), v_at);
         ELSE

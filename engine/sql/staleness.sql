@@ -112,7 +112,7 @@ BEGIN
       JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
      WHERE t.task_uuid = p_task;
     FOR s IN SELECT ws.workflow_step_uuid AS step, ws.name, ws.next_retry_at,
-                    tasker.step_state_of(ws.workflow_step_uuid) AS state
+                    ws.state AS state
                FROM tasker.workflow_steps ws WHERE ws.task_uuid = p_task ORDER BY ws.name
     LOOP
         IF s.state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration',
@@ -198,12 +198,12 @@ DECLARE
 BEGIN
     INSERT INTO tasker.dead_letters (task_uuid, reason, task_state, steps)
     SELECT p_task, p_reason, p_state,
-           jsonb_object_agg(ws.name, tasker.step_state_of(ws.workflow_step_uuid))
+           jsonb_object_agg(ws.name, ws.state)
       FROM tasker.workflow_steps ws WHERE ws.task_uuid = p_task
     ON CONFLICT (task_uuid) DO UPDATE
         SET reason = EXCLUDED.reason, task_state = EXCLUDED.task_state, steps = EXCLUDED.steps,
             created_at = clock_timestamp(), retried_at = NULL;
-    FOR s IN SELECT ws.workflow_step_uuid AS step, tasker.step_state_of(ws.workflow_step_uuid) AS state
+    FOR s IN SELECT ws.workflow_step_uuid AS step, ws.state AS state
                FROM tasker.workflow_steps ws WHERE ws.task_uuid = p_task
     LOOP
         IF s.state IN ('pending', 'enqueued', 'in_progress', 'waiting_for_retry') THEN
@@ -245,7 +245,7 @@ BEGIN
         RAISE EXCEPTION 'task % is %, not error', p_task, v_state USING ERRCODE = 'TK002';
     END IF;
     FOR s IN SELECT ws.workflow_step_uuid AS step, ws.name, ws.attempts,
-                    tasker.step_state_of(ws.workflow_step_uuid) AS state,
+                    ws.state AS state,
                     (SELECT (ts->'retry'->>'max_attempts')::integer
                        FROM jsonb_array_elements(nt.template->'steps') ts
                       WHERE ts->>'name' = ws.name) AS budget
@@ -255,8 +255,10 @@ BEGIN
               WHERE ws.task_uuid = p_task
     LOOP
         IF s.state = 'error' OR (s.state = 'cancelled' AND EXISTS (
-                SELECT 1 FROM tasker.workflow_step_transitions st
-                 WHERE st.workflow_step_uuid = s.step AND st.most_recent
+                SELECT 1 FROM tasker.workflow_steps ws
+                  JOIN tasker.workflow_step_transitions st
+                    ON st.workflow_step_uuid = ws.workflow_step_uuid AND st.sort_key = ws.transitions
+                 WHERE ws.workflow_step_uuid = s.step
                    AND st.metadata->>'reason' = 'dead_letter')) THEN
             PERFORM tasker.transition_step(s.step, s.state, 'pending',
                 jsonb_build_object('reason', 'dead_letter_retry'));

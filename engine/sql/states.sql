@@ -7,27 +7,27 @@
 --   TK001 illegal transition   TK002 state mismatch (CAS lost)
 --   TK003 unknown task/step    TK004 unknown template
 
--- Current state of a task / step (the most_recent transition).
+-- Current state of a task / step: its row's `state`.
 -- PL/pgSQL, not SQL: a state lookup as a LANGUAGE sql function cannot be
 -- inlined (it has a FROM), so every call planned its query afresh (0.25 ms
 -- a call here); PL/pgSQL keeps the plan for the session.
 CREATE OR REPLACE FUNCTION tasker.task_state_of(p_task uuid) RETURNS tasker.task_state
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN (SELECT to_state FROM tasker.task_transitions WHERE task_uuid = p_task AND most_recent);
+    RETURN (SELECT state FROM tasker.tasks WHERE task_uuid = p_task);
 END $$;
 
 CREATE OR REPLACE FUNCTION tasker.step_state_of(p_step uuid) RETURNS tasker.step_state
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN (SELECT to_state FROM tasker.workflow_step_transitions
-             WHERE workflow_step_uuid = p_step AND most_recent);
+    RETURN (SELECT state FROM tasker.workflow_steps WHERE workflow_step_uuid = p_step);
 END $$;
 
 -- Move a task from p_from to p_to. Raises TK001 when the pair is not a legal
 -- transition; returns false when the task is not in p_from (somebody else
 -- moved it first). The UPDATE's row lock makes it a true CAS: a concurrent
--- caller waits, re-reads most_recent = false and gets false.
+-- caller waits, re-reads the state and gets false. The history row is an
+-- insert, numbered by the row's transition count.
 CREATE OR REPLACE FUNCTION tasker.try_transition_task(
     p_task uuid, p_from tasker.task_state, p_to tasker.task_state, p_metadata jsonb DEFAULT '{}'
 ) RETURNS boolean
@@ -36,10 +36,10 @@ DECLARE
     v_sort integer;
 BEGIN
     -- One statement on the common path: the rule check rides on the CAS.
-    UPDATE tasker.task_transitions SET most_recent = false
-     WHERE task_uuid = p_task AND most_recent AND to_state = p_from
+    UPDATE tasker.tasks SET state = p_to, transitions = transitions + 1
+     WHERE task_uuid = p_task AND state = p_from
        AND EXISTS (SELECT 1 FROM tasker.task_state_rules WHERE from_state = p_from AND to_state = p_to)
-    RETURNING sort_key INTO v_sort;
+    RETURNING transitions INTO v_sort;
     IF NOT FOUND THEN
         PERFORM 1 FROM tasker.task_state_rules WHERE from_state = p_from AND to_state = p_to;
         IF NOT FOUND THEN
@@ -48,8 +48,8 @@ BEGIN
         END IF;
         RETURN false;
     END IF;
-    INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key, most_recent)
-    VALUES (p_task, p_from, p_to, p_metadata, v_sort + 1, true);
+    INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key)
+    VALUES (p_task, p_from, p_to, p_metadata, v_sort);
     RETURN true;
 END $$;
 
@@ -76,10 +76,10 @@ DECLARE
     v_sort integer;
 BEGIN
     -- One statement on the common path: the rule check rides on the CAS.
-    UPDATE tasker.workflow_step_transitions SET most_recent = false
-     WHERE workflow_step_uuid = p_step AND most_recent AND to_state = p_from
+    UPDATE tasker.workflow_steps SET state = p_to, transitions = transitions + 1
+     WHERE workflow_step_uuid = p_step AND state = p_from
        AND EXISTS (SELECT 1 FROM tasker.step_state_rules WHERE from_state = p_from AND to_state = p_to)
-    RETURNING sort_key INTO v_sort;
+    RETURNING transitions INTO v_sort;
     IF NOT FOUND THEN
         PERFORM 1 FROM tasker.step_state_rules WHERE from_state = p_from AND to_state = p_to;
         IF NOT FOUND THEN
@@ -89,8 +89,8 @@ BEGIN
         RETURN false;
     END IF;
     INSERT INTO tasker.workflow_step_transitions
-        (workflow_step_uuid, from_state, to_state, metadata, sort_key, most_recent)
-    VALUES (p_step, p_from, p_to, p_metadata, v_sort + 1, true);
+        (workflow_step_uuid, from_state, to_state, metadata, sort_key)
+    VALUES (p_step, p_from, p_to, p_metadata, v_sort);
     RETURN true;
 END $$;
 

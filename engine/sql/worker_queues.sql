@@ -49,8 +49,11 @@ DECLARE
 BEGIN
     SELECT ws.task_uuid, ws.attempts, ws.max_attempts, ws.timeout_seconds, ws.last_attempted_at
       INTO s FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = p_step;
-    SELECT t.metadata->>'worker' INTO v_worker FROM tasker.workflow_step_transitions t
-     WHERE t.workflow_step_uuid = p_step AND t.most_recent;
+    SELECT t.metadata->>'worker' INTO v_worker
+      FROM tasker.workflow_steps ws
+      JOIN tasker.workflow_step_transitions t
+        ON t.workflow_step_uuid = ws.workflow_step_uuid AND t.sort_key = ws.transitions
+     WHERE ws.workflow_step_uuid = p_step;
     v_retry := s.attempts < s.max_attempts;
     IF NOT tasker.try_transition_step(p_step, 'in_progress',
             CASE WHEN v_retry THEN 'enqueued' ELSE 'enqueued_as_error_for_orchestration' END::tasker.step_state,
@@ -183,67 +186,71 @@ CREATE OR REPLACE FUNCTION tasker.%4$I(p_results jsonb)
 RETURNS TABLE (workflow_step_uuid uuid, accepted boolean)
 LANGUAGE plpgsql AS $body$
 #variable_conflict use_column
-DECLARE
-    r jsonb;
-    v_step uuid;
-    v_msg bigint;
-    v_success boolean;
-    v_accepted boolean;
-    v_task uuid;
-    v_attempt integer;
-    v_any boolean := false;
-    v_message pgmq.%2$I;
 BEGIN
-    FOR r IN SELECT value FROM jsonb_array_elements(p_results) LOOP
-        v_step := tasker.as_uuid(r->>'step_uuid');
-        v_msg := (r->>'msg_id')::bigint;
-        v_message := NULL;
-        v_success := (r->>'success')::boolean;
-        -- The claim's message first, in the order a claim locks: while it
-        -- is held, the lease cannot lapse into another worker's hands, so
-        -- the token read next stays the step's token. Deleting it takes
-        -- that lock and is what an accepted result needs anyway (a lock
-        -- alone would cost a WAL record per result); a refused result puts
-        -- it back below when it is still somebody's claim.
-        DELETE FROM pgmq.%2$I q WHERE q.msg_id = v_msg RETURNING q.* INTO v_message;
-        v_accepted := coalesce((SELECT ws.claim_token = tasker.as_uuid(r->>'claim_token')
-                                  FROM tasker.workflow_steps ws
-                                 WHERE ws.workflow_step_uuid = v_step), false)
-            AND tasker.try_transition_step(v_step, 'in_progress',
-                CASE WHEN v_success THEN 'enqueued_for_orchestration'
-                     ELSE 'enqueued_as_error_for_orchestration' END::tasker.step_state,
-                jsonb_build_object('worker', r->>'worker_id',
-                                   'execution_time_us', (r->>'execution_time_us')::bigint));
-        IF v_accepted THEN
-            UPDATE tasker.workflow_steps ws
-               SET results = CASE WHEN v_success THEN r->'result' ELSE ws.results END,
-                   last_error = CASE WHEN v_success THEN NULL ELSE r->'error' END,
-                   claim_msg_id = NULL, claim_token = NULL, updated_at = clock_timestamp()
-             WHERE ws.workflow_step_uuid = v_step
-            RETURNING ws.task_uuid, ws.attempts INTO v_task, v_attempt;
-            INSERT INTO tasker.workflow_step_result_audit (workflow_step_uuid, task_uuid, attempt,
-                success, execution_time_us, worker_id, error_type, error_message, retryable)
-            VALUES (v_step, v_task, v_attempt, v_success, (r->>'execution_time_us')::bigint,
-                    r->>'worker_id', r->'error'->>'error_type', r->'error'->>'message',
-                    (r->'error'->>'retryable')::boolean);
-            INSERT INTO pgmq.q_orchestration_step_results (vt, message)
-            VALUES (clock_timestamp(), jsonb_build_object('task_uuid', v_task, 'step_uuid', v_step));
-            v_any := true;
-        ELSIF v_message.msg_id IS NOT NULL AND EXISTS (
-                SELECT 1 FROM tasker.workflow_steps ws
-                 WHERE ws.workflow_step_uuid = v_step
-                   AND (ws.claim_msg_id = v_msg OR tasker.step_state_of(v_step) = 'enqueued')) THEN
-            -- Refused, and the message is still a claim's: a newer claim
-            -- holds it, or the step waits to be claimed again (a claim lost
-            -- with an asynchronous commit). Put back as it was. Otherwise
-            -- the step moved on and the message is done with.
-            INSERT INTO pgmq.%2$I OVERRIDING SYSTEM VALUE SELECT v_message.*;
-        END IF;
-        RETURN QUERY SELECT v_step, v_accepted;
-    END LOOP;
-    IF v_any THEN
-        PERFORM pg_notify('orchestration_step_results', '');
-    END IF;
+    -- The whole batch in one statement. Locks are taken in the order a
+    -- claim takes them: every claim's message first (the DELETE; the
+    -- steps' UPDATE waits for it through the scalar subquery), then the
+    -- steps. While its message is held, a lease cannot lapse into another
+    -- worker's hands, so the token compared next stays the step's token.
+    -- Deleting the message takes that lock and is what an accepted result
+    -- needs anyway (a lock alone would cost a WAL record per result).
+    RETURN QUERY
+    WITH r AS (
+        SELECT tasker.as_uuid(x.e->>'step_uuid') AS step, (x.e->>'msg_id')::bigint AS msg,
+               tasker.as_uuid(x.e->>'claim_token') AS token, (x.e->>'success')::boolean AS success,
+               x.e, x.ord
+          FROM jsonb_array_elements(p_results) WITH ORDINALITY x(e, ord)
+    ), deleted AS (
+        DELETE FROM pgmq.%2$I q USING r WHERE q.msg_id = r.msg RETURNING q.*
+    ), recorded AS (
+        UPDATE tasker.workflow_steps ws
+           SET state = CASE WHEN r.success THEN 'enqueued_for_orchestration'
+                            ELSE 'enqueued_as_error_for_orchestration' END::tasker.step_state,
+               transitions = ws.transitions + 1,
+               results = CASE WHEN r.success THEN r.e->'result' ELSE ws.results END,
+               last_error = CASE WHEN r.success THEN NULL ELSE r.e->'error' END,
+               claim_msg_id = NULL, claim_token = NULL, updated_at = clock_timestamp()
+          FROM r
+         WHERE ws.workflow_step_uuid = r.step AND ws.state = 'in_progress'
+           AND ws.claim_token = r.token
+           AND (SELECT count(*) FROM deleted) >= 0
+        RETURNING ws.workflow_step_uuid AS step, r.msg, r.token, ws.task_uuid, ws.attempts, ws.state,
+                  ws.transitions, r.success, r.e
+    ), history AS (
+        INSERT INTO tasker.workflow_step_transitions
+            (workflow_step_uuid, from_state, to_state, metadata, sort_key)
+        SELECT a.step, 'in_progress', a.state,
+               jsonb_build_object('worker', a.e->>'worker_id',
+                                  'execution_time_us', (a.e->>'execution_time_us')::bigint),
+               a.transitions
+          FROM recorded a
+    ), audit AS (
+        INSERT INTO tasker.workflow_step_result_audit (workflow_step_uuid, task_uuid, attempt,
+            success, execution_time_us, worker_id, error_type, error_message, retryable)
+        SELECT a.step, a.task_uuid, a.attempts, a.success, (a.e->>'execution_time_us')::bigint,
+               a.e->>'worker_id', a.e->'error'->>'error_type', a.e->'error'->>'message',
+               (a.e->'error'->>'retryable')::boolean
+          FROM recorded a
+    ), to_orchestration AS (
+        INSERT INTO pgmq.q_orchestration_step_results (vt, message)
+        SELECT clock_timestamp(), jsonb_build_object('task_uuid', a.task_uuid, 'step_uuid', a.step)
+          FROM recorded a
+    ), restored AS (
+        -- Refused, and the message is still a claim's: a newer claim holds
+        -- it, or the step waits to be claimed again (a claim lost with an
+        -- asynchronous commit). Put back as it was. Otherwise the step
+        -- moved on and the message is done with.
+        INSERT INTO pgmq.%2$I OVERRIDING SYSTEM VALUE
+        SELECT d.* FROM deleted d
+          JOIN r ON r.msg = d.msg_id
+          JOIN tasker.workflow_steps ws ON ws.workflow_step_uuid = r.step
+         WHERE NOT EXISTS (SELECT 1 FROM recorded a WHERE a.msg = d.msg_id)
+           AND (ws.claim_msg_id = d.msg_id OR ws.state = 'enqueued')
+    )
+    SELECT r.step, EXISTS (SELECT 1 FROM recorded a
+                            WHERE a.step = r.step AND a.msg = r.msg AND a.token = r.token)
+      FROM r ORDER BY r.ord;
+    PERFORM pg_notify('orchestration_step_results', '');
 END $body$;
 
 CREATE OR REPLACE FUNCTION tasker.%5$I(p_messages jsonb[]) RETURNS void
@@ -270,9 +277,12 @@ RETURNS TABLE (
 LANGUAGE plpgsql AS $body$
 #variable_conflict use_column
 DECLARE
-    m record;
+    v_msgs bigint[];
+    v_messages jsonb[];
+    v_steps uuid[];
+    v_claimed_msgs bigint[];
+    v_claimed_steps uuid[];
     v_step uuid;
-    v_claimed boolean;
     v_held bigint;
     v_expired text;
 BEGIN
@@ -281,66 +291,100 @@ BEGIN
     -- without it) plus the margin. Not looked up here: a subquery in this
     -- statement, which is planned afresh on every call (its generic plan
     -- is far worse), cost 0.1 ms a claim in planning alone.
-    FOR m IN WITH picked AS (
-                 SELECT q.msg_id FROM pgmq.%2$I q WHERE q.vt <= clock_timestamp()
-                  ORDER BY q.msg_id LIMIT p_qty FOR UPDATE SKIP LOCKED)
-             UPDATE pgmq.%2$I q
-                SET vt = clock_timestamp() + make_interval(secs => p_margin +
-                        CASE WHEN q.message->>'timeout_s' ~ '^[0-9]{1,7}$'
-                             THEN (q.message->>'timeout_s')::integer ELSE 30 END),
-                    read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-               FROM picked WHERE q.msg_id = picked.msg_id
-             RETURNING q.msg_id, q.message
-    LOOP
-        v_step := tasker.as_uuid(m.message->>'step_uuid');
-        v_claimed := v_step IS NOT NULL AND tasker.try_transition_step(v_step, 'enqueued',
-            'in_progress', jsonb_build_object('worker', p_worker));
-        IF NOT v_claimed THEN
+    WITH picked AS (
+        SELECT q.msg_id FROM pgmq.%2$I q WHERE q.vt <= clock_timestamp()
+         ORDER BY q.msg_id LIMIT p_qty FOR UPDATE SKIP LOCKED
+    ), leased AS (
+        UPDATE pgmq.%2$I q
+           SET vt = clock_timestamp() + make_interval(secs => p_margin +
+                   CASE WHEN q.message->>'timeout_s' ~ '^[0-9]{1,7}$'
+                        THEN (q.message->>'timeout_s')::integer ELSE 30 END),
+               read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
+          FROM picked WHERE q.msg_id = picked.msg_id
+        RETURNING q.msg_id, q.message
+    )
+    SELECT array_agg(l.msg_id ORDER BY l.msg_id), array_agg(l.message ORDER BY l.msg_id),
+           array_agg(tasker.as_uuid(l.message->>'step_uuid') ORDER BY l.msg_id)
+      INTO v_msgs, v_messages, v_steps FROM leased l;
+    IF v_msgs IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- Every leased step that waits to be claimed is claimed at once: one
+    -- compare-and-swap UPDATE for the batch (state, attempt, claim), one
+    -- INSERT of their history rows.
+    WITH claimed AS (
+        UPDATE tasker.workflow_steps s
+           SET state = 'in_progress', transitions = s.transitions + 1,
+               attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),
+               claim_msg_id = l.msg_id, claim_token = gen_random_uuid(),
+               updated_at = clock_timestamp()
+          FROM unnest(v_msgs, v_steps) l(msg_id, step)
+         WHERE s.workflow_step_uuid = l.step AND s.state = 'enqueued'
+        RETURNING l.msg_id, s.workflow_step_uuid, s.transitions
+    ), history AS (
+        INSERT INTO tasker.workflow_step_transitions
+            (workflow_step_uuid, from_state, to_state, metadata, sort_key)
+        SELECT c.workflow_step_uuid, 'enqueued', 'in_progress',
+               jsonb_build_object('worker', p_worker), c.transitions
+          FROM claimed c
+    )
+    SELECT coalesce(array_agg(c.msg_id), '{}'), coalesce(array_agg(c.workflow_step_uuid), '{}')
+      INTO v_claimed_msgs, v_claimed_steps FROM claimed c;
+
+    -- The rest (rare): a message whose step is not waiting to be claimed.
+    IF cardinality(v_claimed_msgs) < cardinality(v_msgs) THEN
+        FOR i IN 1 .. cardinality(v_msgs) LOOP
+            CONTINUE WHEN v_msgs[i] = ANY (v_claimed_msgs);
+            v_step := v_steps[i];
             SELECT ws.claim_msg_id INTO v_held FROM tasker.workflow_steps ws
              WHERE ws.workflow_step_uuid = v_step;
             IF NOT FOUND THEN
-                PERFORM tasker.reject_message(%1$L, m.msg_id, m.message,
+                PERFORM tasker.reject_message(%1$L, v_msgs[i], v_messages[i],
                     CASE WHEN v_step IS NULL THEN 'step_uuid is missing or not a uuid'
                          ELSE 'no such step' END);
-                DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
-            ELSIF v_held = m.msg_id AND tasker.step_state_of(v_step) = 'in_progress' THEN
+                DELETE FROM pgmq.%2$I q WHERE q.msg_id = v_msgs[i];
+            ELSIF v_held = v_msgs[i] AND tasker.step_state_of(v_step) = 'in_progress' THEN
                 -- This claim's own message is visible again: its lease lapsed.
                 v_expired := tasker.expire_claim(v_step);
-                IF v_expired = 'reclaim' THEN
-                    v_claimed := tasker.try_transition_step(v_step, 'enqueued', 'in_progress',
-                        jsonb_build_object('worker', p_worker, 'reclaimed', true));
+                IF v_expired = 'reclaim' AND tasker.try_transition_step(v_step, 'enqueued',
+                        'in_progress', jsonb_build_object('worker', p_worker, 'reclaimed', true)) THEN
+                    UPDATE tasker.workflow_steps s
+                       SET attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),
+                           claim_msg_id = v_msgs[i], claim_token = gen_random_uuid(),
+                           updated_at = clock_timestamp()
+                     WHERE s.workflow_step_uuid = v_step;
+                    v_claimed_msgs := v_claimed_msgs || v_msgs[i];
+                    v_claimed_steps := v_claimed_steps || v_step;
                 ELSIF v_expired = 'failed' THEN
-                    DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
+                    DELETE FROM pgmq.%2$I q WHERE q.msg_id = v_msgs[i];
                 END IF;
             ELSE
                 -- A duplicate delivery of a step claimed or done: dropped unrun.
-                DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
+                DELETE FROM pgmq.%2$I q WHERE q.msg_id = v_msgs[i];
             END IF;
-        END IF;
-        IF v_claimed THEN
-            RETURN QUERY
-            UPDATE tasker.workflow_steps s
-               SET attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),
-                   claim_msg_id = m.msg_id, claim_token = gen_random_uuid(),
-                   updated_at = clock_timestamp()
-              FROM tasker.tasks t
-             WHERE s.workflow_step_uuid = v_step AND t.task_uuid = s.task_uuid
-            RETURNING m.msg_id, s.task_uuid, s.workflow_step_uuid, s.name, s.step_type,
-                   s.handler_callable, s.handler_initialization, s.inputs, t.context,
-                   coalesce((SELECT jsonb_object_agg(p.name, CASE WHEN s.step_type = 'batch_worker'
-                                                               THEN p.results - 'batches'
-                                                               ELSE p.results END)
-                               FROM tasker.workflow_step_edges e
-                               JOIN tasker.workflow_steps p ON p.workflow_step_uuid = e.from_step_uuid
-                              WHERE e.to_step_uuid = s.workflow_step_uuid), '{}'::jsonb),
-                   s.attempts, s.timeout_seconds,
-                   coalesce((SELECT array_agg(c.name ORDER BY c.name)
-                               FROM tasker.workflow_step_edges e
-                               JOIN tasker.workflow_steps c ON c.workflow_step_uuid = e.to_step_uuid
-                              WHERE e.from_step_uuid = s.workflow_step_uuid), '{}'::text[]),
-                   s.claim_token;
-        END IF;
-    END LOOP;
+        END LOOP;
+    END IF;
+
+    RETURN QUERY
+    SELECT c.msg_id, s.task_uuid, s.workflow_step_uuid, s.name, s.step_type,
+           s.handler_callable, s.handler_initialization, s.inputs, t.context,
+           coalesce((SELECT jsonb_object_agg(p.name, CASE WHEN s.step_type = 'batch_worker'
+                                                       THEN p.results - 'batches'
+                                                       ELSE p.results END)
+                       FROM tasker.workflow_step_edges e
+                       JOIN tasker.workflow_steps p ON p.workflow_step_uuid = e.from_step_uuid
+                      WHERE e.to_step_uuid = s.workflow_step_uuid), '{}'::jsonb),
+           s.attempts, s.timeout_seconds,
+           coalesce((SELECT array_agg(ch.name ORDER BY ch.name)
+                       FROM tasker.workflow_step_edges e
+                       JOIN tasker.workflow_steps ch ON ch.workflow_step_uuid = e.to_step_uuid
+                      WHERE e.from_step_uuid = s.workflow_step_uuid), '{}'::text[]),
+           s.claim_token
+      FROM unnest(v_claimed_msgs, v_claimed_steps) c(msg_id, step)
+      JOIN tasker.workflow_steps s ON s.workflow_step_uuid = c.step
+      JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
+     ORDER BY c.msg_id;
 END $body$;
 $fn$, p_queue, 'q_' || p_queue, 'claim_' || p_queue)
 $outer$;

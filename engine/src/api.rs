@@ -256,7 +256,7 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
         metrics::gauge!("tasker_queue_depth", "queue" => queue).set(depth as f64);
     }
     let states: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT to_state::text, count(*) FROM tasker.task_transitions WHERE most_recent GROUP BY 1",
+        "SELECT state::text, count(*) FROM tasker.tasks GROUP BY 1",
     )
     .fetch_all(pool)
     .await

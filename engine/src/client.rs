@@ -143,13 +143,13 @@ impl TaskerClient {
     pub async fn get_task(&self, task: Uuid) -> Result<TaskView, ClientError> {
         sqlx::query_as::<_, TaskView>(
             "SELECT t.task_uuid, ns.name AS namespace, nt.name, nt.version,
-                    tasker.task_state_of(t.task_uuid) AS state, t.context, t.complete,
+                    t.state AS state, t.context, t.complete,
                     t.priority, t.correlation_id, t.created_at, t.completed_at,
                     (SELECT count(*) FROM tasker.workflow_steps s WHERE s.task_uuid = t.task_uuid) AS total_steps,
                     (SELECT count(*) FROM tasker.workflow_steps s WHERE s.task_uuid = t.task_uuid
-                        AND tasker.step_state_of(s.workflow_step_uuid) IN ('complete', 'resolved_manually')) AS completed_steps,
+                        AND s.state IN ('complete', 'resolved_manually')) AS completed_steps,
                     (SELECT count(*) FROM tasker.workflow_steps s WHERE s.task_uuid = t.task_uuid
-                        AND tasker.step_state_of(s.workflow_step_uuid) = 'error') AS failed_steps
+                        AND s.state = 'error') AS failed_steps
                FROM tasker.tasks t
                JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
                JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
@@ -164,7 +164,7 @@ impl TaskerClient {
     /// The task's steps, in creation (template) order.
     pub async fn list_steps(&self, task: Uuid) -> Result<Vec<StepView>, ClientError> {
         let steps = sqlx::query_as::<_, StepView>(
-            "SELECT s.workflow_step_uuid, s.name, tasker.step_state_of(s.workflow_step_uuid) AS state,
+            "SELECT s.workflow_step_uuid, s.name, s.state AS state,
                     s.attempts, s.max_attempts, s.results, s.last_error, s.next_retry_at,
                     s.created_at, s.processed_at, s.inputs,
                     coalesce((SELECT jsonb_agg(jsonb_build_object(

@@ -234,6 +234,61 @@ async fn a_result_from_a_lapsed_claim_is_refused() {
     engine.shutdown().await;
 }
 
+/// Claims and results go to the database in batches: a duplicate message
+/// in a claimed batch runs nothing, and a forged result beside the real one
+/// in a batch of results is refused while the real one lands once.
+#[tokio::test]
+async fn batches_of_claims_and_results_hold_one_claim_and_one_result_per_step() {
+    let template = one_step(3);
+    let (_url, pool, task) = crate::idle_task(&template, json!({})).await;
+    let step = only_step(&pool, task).await;
+    sqlx::query(
+        "INSERT INTO pgmq.q_worker_leases_queue (vt, message)
+         SELECT clock_timestamp(), message FROM pgmq.q_worker_leases_queue",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(queue_len(&pool).await, 2);
+
+    let claimed: Vec<(i64, i32, Uuid)> = sqlx::query_as(&format!(
+        "SELECT msg_id, attempt, claim_token FROM {QUEUE}(0, 10, 'batch-worker')"
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 1, "one claim of the step: {claimed:?}");
+    let (msg, attempt, token) = claimed[0];
+    assert_eq!(attempt, 1);
+    assert_eq!(queue_len(&pool).await, 1, "the duplicate is dropped unrun");
+
+    let entry = |token: Uuid, result: Value| {
+        json!({
+            "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
+            "result": result, "error": null, "execution_time_us": 10, "worker_id": "test",
+        })
+    };
+    let accepted: Vec<bool> = sqlx::query_scalar(&format!("SELECT accepted FROM {SUBMIT}($1)"))
+        .bind(json!([entry(Uuid::nil(), json!("forged")), entry(token, json!("real"))]))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(accepted, [false, true]);
+    assert_eq!(queue_len(&pool).await, 0);
+    assert_eq!(audit(&pool, step).await, [(1, true, None)]);
+    assert_eq!(
+        history(&pool, step).await,
+        ["pending", "enqueued", "in_progress", "enqueued_for_orchestration"]
+    );
+    let results: Option<Value> =
+        sqlx::query_scalar("SELECT results FROM tasker.workflow_steps WHERE workflow_step_uuid = $1")
+            .bind(step)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(results, Some(json!("real")));
+}
+
 #[tokio::test]
 async fn malformed_messages_are_rejected_with_the_reason_and_work_goes_on() {
     let template = one_step(3);

@@ -24,10 +24,14 @@ async fn first_step(pool: &PgPool, task: Uuid) -> Uuid {
         .unwrap()
 }
 
+/// The step's history, each row with whether it is the current one: the
+/// latest (numbered by the step's transition count) and the step's state.
 async fn step_history(pool: &PgPool, step: Uuid) -> Vec<(String, bool)> {
     sqlx::query_as(
-        "SELECT to_state::text, most_recent FROM tasker.workflow_step_transitions
-          WHERE workflow_step_uuid = $1 ORDER BY sort_key",
+        "SELECT t.to_state::text, t.sort_key = s.transitions AND t.to_state = s.state
+           FROM tasker.workflow_step_transitions t
+           JOIN tasker.workflow_steps s USING (workflow_step_uuid)
+          WHERE t.workflow_step_uuid = $1 ORDER BY t.sort_key",
     )
     .bind(step)
     .fetch_all(pool)

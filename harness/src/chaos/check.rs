@@ -129,10 +129,10 @@ struct Outcome {
 
 async fn outcomes(pool: &PgPool) -> anyhow::Result<HashMap<Uuid, Outcome>> {
     let rows: Vec<Outcome> = sqlx::query_as(
-        "SELECT t.task_uuid, tasker.task_state_of(t.task_uuid)::text AS state,
+        "SELECT t.task_uuid, t.state::text AS state,
                 coalesce(jsonb_object_agg(s.name, s.results) FILTER (WHERE s.results IS NOT NULL), '{}') AS results,
                 coalesce(jsonb_object_agg(s.name, s.last_error->>'error_type')
-                         FILTER (WHERE tasker.step_state_of(s.workflow_step_uuid) = 'error'), '{}') AS errors
+                         FILTER (WHERE s.state = 'error'), '{}') AS errors
            FROM tasker.tasks t JOIN tasker.workflow_steps s USING (task_uuid)
           GROUP BY t.task_uuid",
     )
