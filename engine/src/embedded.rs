@@ -113,3 +113,25 @@ impl Embedded {
         drop(self.cluster);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starting an engine can be spawned on a multi-threaded runtime: its
+    /// future is `Send` (a sqlx call that is not, for every lifetime, once
+    /// made every caller's future unspawnable). Checked when this compiles.
+    #[test]
+    fn starting_an_engine_is_a_send_future() {
+        fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+        spawnable(async {
+            let _ = Embedded::start(
+                "postgres://unused",
+                TaskerConfig::default(),
+                &[],
+                HandlerRegistry::new(),
+            )
+            .await;
+        });
+    }
+}

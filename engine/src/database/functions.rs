@@ -26,7 +26,7 @@
 //! its functions back.
 
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{Executor, PgPool};
 
 use super::DatabaseError;
 
@@ -102,9 +102,13 @@ pub(super) async fn apply(pool: &PgPool, files: &[SqlFile<'_>]) -> Result<Applie
         return Ok(Applied::Unchanged);
     }
     for file in files {
-        // The simple query protocol: a file is many statements.
-        sqlx::raw_sql(file.text)
-            .execute(&mut *tx)
+        // The simple query protocol: a file is many statements. Through
+        // the Executor on the connection, not RawSql::execute(&mut *tx):
+        // rustc cannot prove that one's future Send for every lifetime,
+        // which made every future awaiting `migrate` (Embedded::start)
+        // unusable in tokio::spawn.
+        (&mut *tx)
+            .execute(sqlx::raw_sql(file.text))
             .await
             .map_err(|source| DatabaseError::Functions {
                 file: file.name.to_string(),

@@ -124,7 +124,7 @@ struct LiveRerun {
     plan: RunPlan,
 }
 
-#[async_trait(?Send)]
+#[async_trait]
 impl Rerun for LiveRerun {
     async fn rerun(&mut self, scenarios: &[String]) -> anyhow::Result<RunResult> {
         eprintln!("gate: re-running {} to confirm", scenarios.join(", "));
@@ -145,7 +145,7 @@ impl Rerun for LiveRerun {
 /// A stored run cannot be re-run: its wall-clock regressions stand.
 struct NoRerun;
 
-#[async_trait(?Send)]
+#[async_trait]
 impl Rerun for NoRerun {
     async fn rerun(&mut self, _: &[String]) -> anyhow::Result<RunResult> {
         bail!("gating a stored run (--run): wall-clock regressions cannot be confirmed by a re-run; gate without --run")

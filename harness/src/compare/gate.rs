@@ -11,12 +11,9 @@ use super::{compare_latency, CompareConfig, Comparison, LatencyComparison, Verdi
 use crate::result::RunResult;
 
 /// Runs scenarios again, the way the run under test was run (same
-/// binary, configuration and plan), for the gate's confirmation. Not
-/// `Send`: the gate awaits it on its own task, and a run's future is not
-/// `Send` for every lifetime (the embedded engine's start holds a sqlx
-/// `raw_sql` execution, which rustc cannot prove `Send` in general).
-#[async_trait(?Send)]
-pub trait Rerun {
+/// binary, configuration and plan), for the gate's confirmation.
+#[async_trait]
+pub trait Rerun: Send {
     async fn rerun(&mut self, scenarios: &[String]) -> anyhow::Result<RunResult>;
 }
 
@@ -38,7 +35,7 @@ impl StoredReruns {
     }
 }
 
-#[async_trait(?Send)]
+#[async_trait]
 impl Rerun for StoredReruns {
     async fn rerun(&mut self, scenarios: &[String]) -> anyhow::Result<RunResult> {
         self.requests.push(scenarios.to_vec());
