@@ -206,7 +206,11 @@ $$;
 -- many were enqueued.
 CREATE OR REPLACE FUNCTION tasker.enqueue_steps(p_task uuid, p_steps uuid[], p_states tasker.step_state[])
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- One plan for every call: custom plans of its array statements cost more
+-- to plan than to run (see worker_queues.sql).
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     v_queue text;
     v_messages jsonb[] := '{}';
@@ -229,15 +233,15 @@ BEGIN
         WITH moved AS (
             UPDATE tasker.workflow_steps ws
                SET state = 'enqueued', transitions = ws.transitions + 1
-              FROM unnest(p_steps, p_states) WITH ORDINALITY u(step, state, ord)
-             WHERE ws.workflow_step_uuid = u.step AND ws.state = u.state
-               AND u.state IN ('pending', 'waiting_for_retry')
-            RETURNING ws.workflow_step_uuid, u.state AS from_state, ws.transitions,
-                      ws.timeout_seconds, u.ord
+             WHERE ws.workflow_step_uuid = ANY (p_steps)
+               AND ws.state = p_states[array_position(p_steps, ws.workflow_step_uuid)]
+               AND ws.state IN ('pending', 'waiting_for_retry')
+            RETURNING ws.workflow_step_uuid, ws.transitions, ws.timeout_seconds,
+                      array_position(p_steps, ws.workflow_step_uuid) AS ord
         ), history AS (
             INSERT INTO tasker.workflow_step_transitions
                 (workflow_step_uuid, from_state, to_state, sort_key)
-            SELECT m.workflow_step_uuid, m.from_state, 'enqueued', m.transitions FROM moved m
+            SELECT m.workflow_step_uuid, p_states[m.ord], 'enqueued', m.transitions FROM moved m
         )
         SELECT coalesce(array_agg(jsonb_build_object('task_uuid', p_task,
                    'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)

@@ -99,8 +99,8 @@ fn changed_files() -> Vec<(String, String)> {
                         "-- A duplicate delivery of a step claimed or done: dropped unrun (changed).",
                     ),
                     (
-                        "-- Refused, and the message is still a claim's:",
-                        "-- Refused (changed), and the message is still a claim's:",
+                        "-- Refused entries (rare): the claim lapsed",
+                        "-- Refused entries (changed) (rare): the claim lapsed",
                     ),
                 ] {
                     assert!(text.contains(old), "worker_queues.sql has {old:?}");
@@ -190,7 +190,7 @@ async fn changed_files_are_applied_and_rewrite_the_queue_functions() {
     assert!(
         source_of(&pool, &submit)
             .await
-            .contains("Refused (changed)"),
+            .contains("Refused entries (changed)"),
         "and its submit function"
     );
     assert_eq!(current_hash(&pool).await, functions::hash(&changed));
