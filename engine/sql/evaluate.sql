@@ -207,9 +207,9 @@ $$;
 CREATE OR REPLACE FUNCTION tasker.enqueue_steps(p_task uuid, p_steps uuid[], p_states tasker.step_state[])
 RETURNS integer
 LANGUAGE plpgsql
--- One plan for every call: custom plans of its array statements cost more
--- to plan than to run (see worker_queues.sql).
+-- One plan for every call, by key (see worker_queues.sql).
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_queue text;
