@@ -100,102 +100,15 @@ BEGIN
     RETURN 'failed';
 END $$;
 
--- The CREATE statements of one worker queue's claim, submit and send
--- functions: %1$L is the queue's name, %2$I its pgmq table, %3$I..%5$I the
--- claim_, submit_ and send_ functions. Its claim function is replaced by
--- tasker.worker_claim_function_sql's, which runs after it (see
--- tasker.worker_queue_functions_sql): only submit_ and send_ are current
--- here. It drops the claim function first, as an older claim function had
--- another result type. (The name is the migration that wrote it before
--- the functions had a file of their own.)
-CREATE OR REPLACE FUNCTION tasker.worker_queue_functions_0005_sql(p_queue text) RETURNS text
+-- Its earlier name, when it also wrote a claim function.
+DROP FUNCTION IF EXISTS tasker.worker_queue_functions_0005_sql(text);
+
+-- The CREATE statements of one worker queue's submit and send functions:
+-- %1$L is the queue's name, %2$I its pgmq table, %3$I..%5$I the claim_,
+-- submit_ and send_ functions (the claim is tasker.worker_claim_function_sql's).
+CREATE OR REPLACE FUNCTION tasker.worker_result_functions_sql(p_queue text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $outer$
 SELECT format($fn$
-DROP FUNCTION IF EXISTS tasker.%3$I(integer, integer, text);
-CREATE FUNCTION tasker.%3$I(p_margin integer, p_qty integer, p_worker text)
-RETURNS TABLE (
-    msg_id bigint, task_uuid uuid, workflow_step_uuid uuid, step_name text, step_type text,
-    handler_callable text, handler_initialization jsonb, inputs jsonb, task_context jsonb,
-    dependency_results jsonb, attempt integer, timeout_seconds integer, child_step_names text[],
-    claim_token uuid
-)
-LANGUAGE plpgsql AS $body$
-#variable_conflict use_column
-DECLARE
-    m record;
-    v_step uuid;
-    v_claimed boolean;
-    v_held bigint;
-    v_expired text;
-BEGIN
-    -- The lease: hidden for the step's timeout (carried by the message,
-    -- see tasker.enqueue_steps; 30 s, the template default, for a message
-    -- without it) plus the margin. Not looked up here: a subquery in this
-    -- statement, which is planned afresh on every call (its generic plan
-    -- is far worse), cost 0.1 ms a claim in planning alone.
-    FOR m IN WITH picked AS (
-                 SELECT q.msg_id FROM pgmq.%2$I q WHERE q.vt <= clock_timestamp()
-                  ORDER BY q.msg_id LIMIT p_qty FOR UPDATE SKIP LOCKED)
-             UPDATE pgmq.%2$I q
-                SET vt = clock_timestamp() + make_interval(secs => p_margin +
-                        CASE WHEN q.message->>'timeout_s' ~ '^[0-9]{1,7}$'
-                             THEN (q.message->>'timeout_s')::integer ELSE 30 END),
-                    read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-               FROM picked WHERE q.msg_id = picked.msg_id
-             RETURNING q.msg_id, q.message
-    LOOP
-        v_step := tasker.as_uuid(m.message->>'step_uuid');
-        v_claimed := v_step IS NOT NULL AND tasker.try_transition_step(v_step, 'enqueued',
-            'in_progress', jsonb_build_object('worker', p_worker));
-        IF NOT v_claimed THEN
-            SELECT ws.claim_msg_id INTO v_held FROM tasker.workflow_steps ws
-             WHERE ws.workflow_step_uuid = v_step;
-            IF NOT FOUND THEN
-                PERFORM tasker.reject_message(%1$L, m.msg_id, m.message,
-                    CASE WHEN v_step IS NULL THEN 'step_uuid is missing or not a uuid'
-                         ELSE 'no such step' END);
-                DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
-            ELSIF v_held = m.msg_id AND tasker.step_state_of(v_step) = 'in_progress' THEN
-                -- This claim's own message is visible again: its lease lapsed.
-                v_expired := tasker.expire_claim(v_step);
-                IF v_expired = 'reclaim' THEN
-                    v_claimed := tasker.try_transition_step(v_step, 'enqueued', 'in_progress',
-                        jsonb_build_object('worker', p_worker, 'reclaimed', true));
-                ELSIF v_expired = 'failed' THEN
-                    DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
-                END IF;
-            ELSE
-                -- A duplicate delivery of a step claimed or done: dropped unrun.
-                DELETE FROM pgmq.%2$I q WHERE q.msg_id = m.msg_id;
-            END IF;
-        END IF;
-        IF v_claimed THEN
-            RETURN QUERY
-            UPDATE tasker.workflow_steps s
-               SET attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),
-                   claim_msg_id = m.msg_id, claim_token = gen_random_uuid(),
-                   updated_at = clock_timestamp()
-              FROM tasker.tasks t
-             WHERE s.workflow_step_uuid = v_step AND t.task_uuid = s.task_uuid
-            RETURNING m.msg_id, s.task_uuid, s.workflow_step_uuid, s.name, s.step_type,
-                   s.handler_callable, s.handler_initialization, s.inputs, t.context,
-                   coalesce((SELECT jsonb_object_agg(p.name, p.results)
-                               FROM tasker.workflow_step_edges e
-                               JOIN tasker.workflow_steps p ON p.workflow_step_uuid = e.from_step_uuid
-                              WHERE e.to_step_uuid = s.workflow_step_uuid), '{}'::jsonb),
-                   s.attempts, s.timeout_seconds,
-                   coalesce((SELECT array_agg(c.name ORDER BY c.name)
-                               FROM tasker.workflow_step_edges e
-                               JOIN tasker.workflow_steps c ON c.workflow_step_uuid = e.to_step_uuid
-                              WHERE e.from_step_uuid = s.workflow_step_uuid), '{}'::text[]),
-                   s.claim_token;
-        END IF;
-    END LOOP;
-END $body$;
-
--- Results: recorded only under the claim's token. p_results is a JSON
--- array of {step_uuid, msg_id, claim_token, success, result,
--- error: {error_type, message, retryable}, execution_time_us, worker_id}.
 CREATE OR REPLACE FUNCTION tasker.%4$I(p_results jsonb)
 RETURNS TABLE (workflow_step_uuid uuid, accepted boolean)
 LANGUAGE plpgsql
@@ -458,7 +371,7 @@ $outer$;
 -- tasker.create_worker_queue and at the end of this file.
 CREATE OR REPLACE FUNCTION tasker.worker_queue_functions_sql(p_queue text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT tasker.worker_queue_functions_0005_sql(p_queue) || tasker.worker_claim_function_sql(p_queue)
+    SELECT tasker.worker_result_functions_sql(p_queue) || tasker.worker_claim_function_sql(p_queue)
 $$;
 
 -- Create a worker queue (a pgmq queue) and its functions, unless they
