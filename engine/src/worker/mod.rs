@@ -11,8 +11,9 @@
 //!
 //! A claimer takes a permit for every step it claims, so no more than
 //! `concurrency` handlers run at once and nothing is claimed that cannot
-//! start. A claim and a batch of results are each one statement (see
-//! `tasker.claim_steps` / `tasker.submit_step_results`); the step's message
+//! start. A claim and a batch of results are each one statement (the
+//! queue's `tasker.claim_<queue>` / `tasker.submit_<queue>`, in
+//! engine/sql/worker_queues.sql); the step's message
 //! is deleted in the same transaction that records its result.
 
 pub mod batch;
