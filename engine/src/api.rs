@@ -255,12 +255,11 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     for (queue, depth) in queues {
         metrics::gauge!("tasker_queue_depth", "queue" => queue).set(depth as f64);
     }
-    let states: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state::text, count(*) FROM tasker.tasks GROUP BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state::text, count(*) FROM tasker.tasks GROUP BY 1")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     for (task_state, count) in states {
         metrics::gauge!("tasker_tasks", "state" => task_state).set(count as f64);
     }

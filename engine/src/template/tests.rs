@@ -82,7 +82,13 @@ fn scenario_templates_load_with_expected_shape() {
             "validate_request",
         ),
         ("chain.yaml", "chain", "chain_workflow", 16, "chain_step_01"),
-        ("fanout.yaml", "fanout", "fanout_workflow", 66, "fanout_root"),
+        (
+            "fanout.yaml",
+            "fanout",
+            "fanout_workflow",
+            66,
+            "fanout_root",
+        ),
     ];
     for (file, namespace, name, count, root) in cases {
         let t = scenario(file);

@@ -269,7 +269,10 @@ async fn batches_of_claims_and_results_hold_one_claim_and_one_result_per_step() 
         })
     };
     let accepted: Vec<bool> = sqlx::query_scalar(&format!("SELECT accepted FROM {SUBMIT}($1)"))
-        .bind(json!([entry(Uuid::nil(), json!("forged")), entry(token, json!("real"))]))
+        .bind(json!([
+            entry(Uuid::nil(), json!("forged")),
+            entry(token, json!("real"))
+        ]))
         .fetch_all(&pool)
         .await
         .unwrap();
@@ -278,14 +281,20 @@ async fn batches_of_claims_and_results_hold_one_claim_and_one_result_per_step() 
     assert_eq!(audit(&pool, step).await, [(1, true, None)]);
     assert_eq!(
         history(&pool, step).await,
-        ["pending", "enqueued", "in_progress", "enqueued_for_orchestration"]
+        [
+            "pending",
+            "enqueued",
+            "in_progress",
+            "enqueued_for_orchestration"
+        ]
     );
-    let results: Option<Value> =
-        sqlx::query_scalar("SELECT results FROM tasker.workflow_steps WHERE workflow_step_uuid = $1")
-            .bind(step)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let results: Option<Value> = sqlx::query_scalar(
+        "SELECT results FROM tasker.workflow_steps WHERE workflow_step_uuid = $1",
+    )
+    .bind(step)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(results, Some(json!("real")));
 }
 

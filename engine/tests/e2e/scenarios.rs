@@ -142,7 +142,10 @@ async fn fanout_joins_sixty_four_branches() {
         result_of(&engine, task, "fanout_join").await,
         json!(64 * 2u64.pow(4))
     );
-    assert_eq!(result_of(&engine, task, "fanout_branch_64").await, json!(16));
+    assert_eq!(
+        result_of(&engine, task, "fanout_branch_64").await,
+        json!(16)
+    );
     assert_full_history(&engine, task).await;
     engine.shutdown().await;
 }
