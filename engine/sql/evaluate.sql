@@ -3,7 +3,7 @@
 -- ready, or wait. Run inside the transaction that applied its results
 -- (results.sql) or retried its dead letter (staleness.sql), under the
 -- task's row lock; task creation enqueues its root steps with
--- tasker.enqueue_ready_steps.
+-- tasker.enqueue_steps and the execution context.
 
 -- Decide what a task does next from its execution context: finalize it,
 -- enqueue what became ready, or record that it waits. The caller holds
@@ -277,9 +277,5 @@ BEGIN
     RETURN cardinality(v_messages);
 END $$;
 
--- Enqueue every ready step of a task.
-CREATE OR REPLACE FUNCTION tasker.enqueue_ready_steps(p_task uuid) RETURNS integer
-LANGUAGE sql AS $$
-    SELECT tasker.enqueue_steps(p_task, c.ready_step_uuids, c.ready_step_states)
-      FROM tasker.task_execution_context(p_task) c
-$$;
+-- Replaced by create_task's own statement (create_task.sql).
+DROP FUNCTION IF EXISTS tasker.enqueue_ready_steps(uuid);
