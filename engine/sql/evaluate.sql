@@ -74,6 +74,102 @@ BEGIN
     RETURN QUERY SELECT p_task, v_final, v_enqueued, c.next_retry_at;
 END $$;
 
+-- Evaluate a batch's tasks (distinct; the caller holds their row locks).
+-- The common cases go set-based over the whole batch: a task in
+-- steps_in_process whose steps are still running needs nothing, and one
+-- whose steps became ready (none of them a batch worker, which is
+-- throttled) has them enqueued by one UPDATE, one history INSERT and one
+-- send per worker queue. Every other task (finishing, waiting, retrying,
+-- blocked, holding batch workers) goes through evaluate_task. Per-task
+-- evaluation cost a dozen statements a task; this is a handful a batch.
+CREATE OR REPLACE FUNCTION tasker.evaluate_tasks(p_tasks uuid[])
+RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer, next_retry_at timestamptz)
+LANGUAGE plpgsql
+-- One plan for every call, by key (see worker_queues.sql).
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    v_done uuid[] := '{}';
+    v_queue text;
+    v_messages jsonb[] := '{}';
+    v_task uuid;
+BEGIN
+    -- Ordered by queue, so each queue's messages go in one send.
+    FOR r IN
+        WITH plain AS (
+            SELECT c.task_uuid, c.next_retry_at, c.ready_step_uuids, c.ready_step_states,
+                   tasker.worker_queue_name(ns.name) AS queue
+              FROM tasker.tasks_execution_context(p_tasks) c
+              JOIN tasker.tasks t ON t.task_uuid = c.task_uuid
+              JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+              JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
+             WHERE t.state = 'steps_in_process'
+               AND c.execution_status IN ('processing', 'has_ready_steps')
+               AND NOT EXISTS (SELECT 1 FROM tasker.workflow_steps b
+                                WHERE b.workflow_step_uuid = ANY (c.ready_step_uuids)
+                                  AND b.step_type = 'batch_worker')
+        ), ready AS (
+            SELECT p.task_uuid, u.step, u.state, u.ord
+              FROM plain p
+             CROSS JOIN LATERAL unnest(p.ready_step_uuids, p.ready_step_states)
+                   WITH ORDINALITY u(step, state, ord)
+        ), moved AS (
+            UPDATE tasker.workflow_steps ws
+               SET state = 'enqueued', transitions = ws.transitions + 1
+              FROM ready rd
+             WHERE ws.workflow_step_uuid = rd.step AND ws.state = rd.state
+               AND ws.state IN ('pending', 'waiting_for_retry')
+            RETURNING rd.task_uuid, rd.ord, rd.state AS from_state, ws.workflow_step_uuid,
+                      ws.transitions, ws.timeout_seconds
+        ), history AS (
+            INSERT INTO tasker.workflow_step_transitions
+                (workflow_step_uuid, from_state, to_state, sort_key)
+            SELECT m.workflow_step_uuid, m.from_state, 'enqueued', m.transitions FROM moved m
+        )
+        SELECT p.task_uuid, p.next_retry_at, p.queue,
+               count(m.workflow_step_uuid)::integer AS enqueued,
+               coalesce(array_agg(jsonb_build_object('task_uuid', p.task_uuid,
+                            'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
+                        ORDER BY m.ord) FILTER (WHERE m.workflow_step_uuid IS NOT NULL),
+                        '{}') AS messages
+          FROM plain p
+          LEFT JOIN moved m ON m.task_uuid = p.task_uuid
+         GROUP BY p.task_uuid, p.next_retry_at, p.queue
+         ORDER BY p.queue, p.task_uuid
+    LOOP
+        IF v_queue IS DISTINCT FROM r.queue THEN
+            PERFORM tasker.send_to_worker_queue(v_queue, v_messages);
+            v_queue := r.queue;
+            v_messages := '{}';
+        END IF;
+        v_messages := v_messages || r.messages;
+        v_done := v_done || r.task_uuid;
+        RETURN QUERY SELECT r.task_uuid, 'steps_in_process'::tasker.task_state, r.enqueued,
+                            r.next_retry_at;
+    END LOOP;
+    PERFORM tasker.send_to_worker_queue(v_queue, v_messages);
+    FOREACH v_task IN ARRAY p_tasks LOOP
+        CONTINUE WHEN v_task = ANY (v_done);
+        RETURN QUERY SELECT * FROM tasker.evaluate_task(v_task);
+    END LOOP;
+END $$;
+
+-- Send step messages to a worker queue (by its own send_ function,
+-- worker_queues.sql) and wake its workers; nothing when there are none.
+CREATE OR REPLACE FUNCTION tasker.send_to_worker_queue(p_queue text, p_messages jsonb[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_queue IS NULL OR cardinality(p_messages) = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT tasker.%I($1)', 'send_' || p_queue) USING p_messages;
+    PERFORM pg_notify(p_queue, '');
+END $$;
+
 -- Move a task from its current state through evaluating_results to p_to.
 CREATE OR REPLACE FUNCTION tasker.settle_task(
     p_task uuid, p_current tasker.task_state, p_to tasker.task_state, p_metadata jsonb DEFAULT '{}'
@@ -96,9 +192,50 @@ LANGUAGE sql STABLE AS $$
      WHERE ws.task_uuid = p_task AND ws.state = 'error'
 $$;
 
--- Readiness of every step of a task. A step is ready when it is pending or
--- waiting for retry, every parent is complete, resolved manually or skipped
--- (cancelled by a decision), it has attempts left and its backoff has passed.
+-- Readiness of every step of the given tasks. A step is ready when it is
+-- pending or waiting for retry, every parent is complete, resolved
+-- manually or skipped (cancelled by a decision), it has attempts left and
+-- its backoff has passed. Set-returning SQL, inlined into its callers'
+-- statements (a single SELECT, STABLE), so it is planned with them.
+CREATE OR REPLACE FUNCTION tasker.tasks_step_readiness(p_tasks uuid[])
+RETURNS TABLE (
+    task_uuid          uuid,
+    workflow_step_uuid uuid,
+    name               text,
+    current_state      tasker.step_state,
+    total_parents      integer,
+    completed_parents  integer,
+    attempts           integer,
+    max_attempts       integer,
+    next_retry_at      timestamptz,
+    ready              boolean
+)
+LANGUAGE sql STABLE AS $$
+    WITH steps AS (
+        SELECT s.task_uuid, s.workflow_step_uuid, s.name, s.state, s.attempts, s.max_attempts,
+               s.next_retry_at
+          FROM tasker.workflow_steps s
+         WHERE s.task_uuid = ANY (p_tasks)
+    ), parents AS (
+        SELECT e.to_step_uuid,
+               count(*)::integer AS total,
+               (count(*) FILTER (WHERE p.state IN ('complete', 'resolved_manually', 'cancelled')))::integer AS done
+          FROM steps p
+          JOIN tasker.workflow_step_edges e ON e.from_step_uuid = p.workflow_step_uuid
+         GROUP BY e.to_step_uuid
+    )
+    SELECT s.task_uuid, s.workflow_step_uuid, s.name, s.state,
+           coalesce(p.total, 0), coalesce(p.done, 0),
+           s.attempts, s.max_attempts, s.next_retry_at,
+           s.state IN ('pending', 'waiting_for_retry')
+             AND coalesce(p.done, 0) = coalesce(p.total, 0)
+             AND s.attempts < s.max_attempts
+             AND (s.next_retry_at IS NULL OR s.next_retry_at <= clock_timestamp())
+      FROM steps s
+      LEFT JOIN parents p ON p.to_step_uuid = s.workflow_step_uuid
+$$;
+
+-- The same for one task.
 CREATE OR REPLACE FUNCTION tasker.step_readiness(p_task uuid)
 RETURNS TABLE (
     workflow_step_uuid uuid,
@@ -112,34 +249,16 @@ RETURNS TABLE (
     ready              boolean
 )
 LANGUAGE sql STABLE AS $$
-    WITH steps AS (
-        SELECT s.workflow_step_uuid, s.name, s.state, s.attempts, s.max_attempts,
-               s.next_retry_at
-          FROM tasker.workflow_steps s
-         WHERE s.task_uuid = p_task
-    ), parents AS (
-        SELECT e.to_step_uuid,
-               count(*)::integer AS total,
-               (count(*) FILTER (WHERE p.state IN ('complete', 'resolved_manually', 'cancelled')))::integer AS done
-          FROM steps p
-          JOIN tasker.workflow_step_edges e ON e.from_step_uuid = p.workflow_step_uuid
-         GROUP BY e.to_step_uuid
-    )
-    SELECT s.workflow_step_uuid, s.name, s.state,
-           coalesce(p.total, 0), coalesce(p.done, 0),
-           s.attempts, s.max_attempts, s.next_retry_at,
-           s.state IN ('pending', 'waiting_for_retry')
-             AND coalesce(p.done, 0) = coalesce(p.total, 0)
-             AND s.attempts < s.max_attempts
-             AND (s.next_retry_at IS NULL OR s.next_retry_at <= clock_timestamp())
-      FROM steps s
-      LEFT JOIN parents p ON p.to_step_uuid = s.workflow_step_uuid
+    SELECT r.workflow_step_uuid, r.name, r.current_state, r.total_parents, r.completed_parents,
+           r.attempts, r.max_attempts, r.next_retry_at, r.ready
+      FROM tasker.tasks_step_readiness(ARRAY[p_task]) r
 $$;
 
--- What a task's steps add up to, and what orchestration should do next.
+-- What each of the given tasks' steps add up to, and what orchestration
+-- should do next, one row a task (a task without steps has total 0).
 -- execution_status is one of: all_complete, has_ready_steps, processing,
 -- waiting_for_retry, blocked_by_failures, waiting_for_dependencies.
-CREATE OR REPLACE FUNCTION tasker.task_execution_context(p_task uuid)
+CREATE OR REPLACE FUNCTION tasker.tasks_execution_context(p_tasks uuid[])
 RETURNS TABLE (
     task_uuid          uuid,
     total_steps        integer,
@@ -162,23 +281,26 @@ RETURNS TABLE (
     ready_step_states  tasker.step_state[]
 )
 LANGUAGE sql STABLE AS $$
-    WITH r AS (SELECT * FROM tasker.step_readiness(p_task)),
+    WITH r AS (SELECT * FROM tasker.tasks_step_readiness(p_tasks)),
     c AS (
-        SELECT count(*)::integer AS total,
-               (count(*) FILTER (WHERE current_state = 'pending'))::integer AS pending,
-               (count(*) FILTER (WHERE ready))::integer AS ready,
-               (count(*) FILTER (WHERE current_state IN ('enqueued', 'in_progress',
+        SELECT t.task_uuid,
+               count(r.workflow_step_uuid)::integer AS total,
+               (count(*) FILTER (WHERE r.current_state = 'pending'))::integer AS pending,
+               (count(*) FILTER (WHERE r.ready))::integer AS ready,
+               (count(*) FILTER (WHERE r.current_state IN ('enqueued', 'in_progress',
                     'enqueued_for_orchestration', 'enqueued_as_error_for_orchestration')))::integer AS in_flight,
-               (count(*) FILTER (WHERE current_state = 'waiting_for_retry'))::integer AS retrying,
-               (count(*) FILTER (WHERE current_state IN ('complete', 'resolved_manually')))::integer AS completed,
-               (count(*) FILTER (WHERE current_state = 'error'))::integer AS failed,
-               (count(*) FILTER (WHERE current_state = 'cancelled'))::integer AS skipped,
-               min(next_retry_at) FILTER (WHERE current_state = 'waiting_for_retry') AS next_retry_at,
-               coalesce(array_agg(workflow_step_uuid ORDER BY name) FILTER (WHERE ready), '{}') AS ready_uuids,
-               coalesce(array_agg(current_state ORDER BY name) FILTER (WHERE ready), '{}') AS ready_states
-          FROM r
+               (count(*) FILTER (WHERE r.current_state = 'waiting_for_retry'))::integer AS retrying,
+               (count(*) FILTER (WHERE r.current_state IN ('complete', 'resolved_manually')))::integer AS completed,
+               (count(*) FILTER (WHERE r.current_state = 'error'))::integer AS failed,
+               (count(*) FILTER (WHERE r.current_state = 'cancelled'))::integer AS skipped,
+               min(r.next_retry_at) FILTER (WHERE r.current_state = 'waiting_for_retry') AS next_retry_at,
+               coalesce(array_agg(r.workflow_step_uuid ORDER BY r.name) FILTER (WHERE r.ready), '{}') AS ready_uuids,
+               coalesce(array_agg(r.current_state ORDER BY r.name) FILTER (WHERE r.ready), '{}') AS ready_states
+          FROM unnest(p_tasks) t(task_uuid)
+          LEFT JOIN r ON r.task_uuid = t.task_uuid
+         GROUP BY t.task_uuid
     )
-    SELECT p_task, c.total, c.pending, c.ready, c.in_flight, c.retrying, c.completed, c.failed,
+    SELECT c.task_uuid, c.total, c.pending, c.ready, c.in_flight, c.retrying, c.completed, c.failed,
            c.skipped, c.next_retry_at,
            c.ready > 0,
            c.in_flight > 0,
@@ -195,6 +317,32 @@ LANGUAGE sql STABLE AS $$
            END,
            c.ready_uuids, c.ready_states
       FROM c
+$$;
+
+-- The same for one task.
+CREATE OR REPLACE FUNCTION tasker.task_execution_context(p_task uuid)
+RETURNS TABLE (
+    task_uuid          uuid,
+    total_steps        integer,
+    pending_steps      integer,
+    ready_steps        integer,
+    in_flight_steps    integer,
+    waiting_for_retry_steps integer,
+    completed_steps    integer,
+    failed_steps       integer,
+    skipped_steps      integer,
+    next_retry_at      timestamptz,
+    has_ready_steps    boolean,
+    processing         boolean,
+    blocked_by_failures boolean,
+    all_complete       boolean,
+    waiting_for_dependencies boolean,
+    execution_status   text,
+    ready_step_uuids   uuid[],
+    ready_step_states  tasker.step_state[]
+)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM tasker.tasks_execution_context(ARRAY[p_task])
 $$;
 
 -- Enqueue the given ready steps (p_states: the state each is in now) on
@@ -270,10 +418,7 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
-    IF cardinality(v_messages) > 0 THEN
-        EXECUTE format('SELECT tasker.%I($1)', 'send_' || v_queue) USING v_messages;
-        PERFORM pg_notify(v_queue, '');
-    END IF;
+    PERFORM tasker.send_to_worker_queue(v_queue, v_messages);
     RETURN cardinality(v_messages);
 END $$;
 

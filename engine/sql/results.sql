@@ -6,9 +6,10 @@
 -- function (worker_queues.sql).
 
 -- Orchestration's hot path: take up to p_qty messages from
--- orchestration_step_results, apply the step results they announce,
--- evaluate each task once, delete the messages; one transaction for the
--- batch. batch_messages (the same on every row) says how many messages were
+-- orchestration_step_results, apply the step results they announce
+-- (plain completions set-based), evaluate each task once (evaluate_tasks:
+-- set-based for the common cases), delete the messages; one transaction
+-- for the batch. batch_messages (the same on every row) says how many messages were
 -- taken, so the caller knows whether the queue is drained. Tasks are
 -- locked in uuid order, so concurrent orchestrators never deadlock, and
 -- two results of one task are never evaluated side by side (each would
@@ -18,12 +19,20 @@
 CREATE OR REPLACE FUNCTION tasker.process_step_results(p_qty integer)
 RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer,
                next_retry_at timestamptz, batch_messages integer)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- One plan for every call, by key (see worker_queues.sql); it holds for
+-- the functions called from here too.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
 #variable_conflict use_column
 DECLARE
     m record;
     v_task uuid;
     v_tasks uuid[] := '{}';
+    v_steps uuid[] := '{}';
+    v_completed uuid[];
+    v_step uuid;
     v_taken integer := 0;
 BEGIN
     -- The messages are taken and deleted in one statement: this whole batch
@@ -57,12 +66,36 @@ BEGIN
             v_tasks := v_tasks || v_task;
         END IF;
         IF m.message ? 'step_uuid' THEN
-            PERFORM tasker.apply_step_result((m.message->>'step_uuid')::uuid);
+            v_steps := v_steps || (m.message->>'step_uuid')::uuid;
         END IF;
     END LOOP;
-    FOREACH v_task IN ARRAY v_tasks LOOP
-        RETURN QUERY SELECT e.*, v_taken FROM tasker.evaluate_task(v_task) e;
+    -- The common result, a step completed that starts nothing of its own
+    -- (not a decision, not a batchable step), for the whole batch in one
+    -- UPDATE and one history INSERT. A step is named once a message, and
+    -- a redelivered message finds its step already past this state.
+    WITH done AS (
+        UPDATE tasker.workflow_steps ws
+           SET state = 'complete', transitions = ws.transitions + 1,
+               processed_at = clock_timestamp(), updated_at = clock_timestamp()
+         WHERE ws.workflow_step_uuid = ANY (v_steps)
+           AND ws.state = 'enqueued_for_orchestration'
+           AND ws.step_type NOT IN ('decision', 'batchable')
+           AND ws.task_uuid = ANY (v_tasks)
+        RETURNING ws.workflow_step_uuid, ws.transitions
+    ), history AS (
+        INSERT INTO tasker.workflow_step_transitions
+            (workflow_step_uuid, from_state, to_state, sort_key)
+        SELECT d.workflow_step_uuid, 'enqueued_for_orchestration', 'complete', d.transitions
+          FROM done d
+    )
+    SELECT coalesce(array_agg(d.workflow_step_uuid), '{}') INTO v_completed FROM done d;
+    -- Every other result (errors, retries, decisions, batches, messages
+    -- whose step is not waiting for one) one at a time, in message order.
+    FOREACH v_step IN ARRAY v_steps LOOP
+        CONTINUE WHEN v_step = ANY (v_completed);
+        PERFORM tasker.apply_step_result(v_step);
     END LOOP;
+    RETURN QUERY SELECT e.*, v_taken FROM tasker.evaluate_tasks(v_tasks) e;
     -- A batch of rejected messages only still says how many were taken.
     IF cardinality(v_tasks) = 0 AND v_taken > 0 THEN
         RETURN QUERY SELECT NULL::uuid, NULL::tasker.task_state, 0, NULL::timestamptz, v_taken;

@@ -402,3 +402,120 @@ async fn a_result_the_database_cannot_store_fails_its_step_and_blocks_nothing() 
     assert_eq!(queue_len(&pool).await, 0);
     engine.shutdown().await;
 }
+
+/// One batch of results holds tasks that go different ways: a chain whose
+/// first step completed (its second step is enqueued, set-based), a task
+/// whose only step completed (it finishes), one whose step failed for
+/// good (it ends in error), and a redelivered result of a step already
+/// processed (nothing happens twice). All in one process_step_results.
+#[tokio::test]
+async fn one_batch_of_results_moves_each_task_its_own_way() {
+    use tasker_engine::orchestration::{create_task, register_templates};
+    let pair = TaskTemplate::from_yaml_str(
+        "name: pair\nnamespace_name: leases\nversion: \"1.0.0\"\nsteps:\n  - name: first\n    handler:\n      callable: test.count\n    retry:\n      max_attempts: 1\n  - name: second\n    dependencies: [first]\n    handler:\n      callable: test.count\n",
+        "pair",
+    )
+    .unwrap();
+    let single = one_step(1);
+    let (_url, pool, finishing) = crate::idle_task(&single, json!({})).await;
+    register_templates(&pool, std::slice::from_ref(&pair))
+        .await
+        .unwrap();
+    let new_pair =
+        |n: i32| tasker_engine::TaskRequest::new("leases", "pair", "1.0.0", json!({ "n": n }));
+    let chained = create_task(&pool, &new_pair(1)).await.unwrap().task_uuid;
+    let failing = create_task(&pool, &new_pair(2)).await.unwrap().task_uuid;
+
+    let claimed: Vec<(i64, Uuid, Uuid, Uuid)> = sqlx::query_as(&format!(
+        "SELECT msg_id, task_uuid, workflow_step_uuid, claim_token FROM {QUEUE}(0, 10, 'w')"
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 3, "the three root steps: {claimed:?}");
+    let entries: Vec<Value> = claimed
+        .iter()
+        .map(|(msg, task, step, token)| {
+            let ok = *task != failing;
+            json!({
+                "step_uuid": step, "msg_id": msg, "claim_token": token, "success": ok,
+                "result": if ok { json!(1) } else { Value::Null },
+                "error": if ok { Value::Null } else {
+                    json!({"error_type": "Boom", "message": "no", "retryable": false})
+                },
+                "execution_time_us": 10, "worker_id": "test",
+            })
+        })
+        .collect();
+    let accepted: Vec<bool> = sqlx::query_scalar(&format!("SELECT accepted FROM {SUBMIT}($1)"))
+        .bind(Value::Array(entries))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(accepted, [true, true, true]);
+    // A redelivered copy of the finishing task's result rides in the batch.
+    let finishing_step = only_step(&pool, finishing).await;
+    sqlx::query("SELECT pgmq.send('orchestration_step_results', $1)")
+        .bind(json!({"task_uuid": finishing, "step_uuid": finishing_step}))
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let evaluated: Vec<(Uuid, TaskState, i32, i32)> = sqlx::query_as(
+        "SELECT task_uuid, task_state, enqueued, batch_messages
+           FROM tasker.process_step_results(10) ORDER BY task_uuid",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut expected = vec![
+        (chained, TaskState::StepsInProcess, 1, 4),
+        (finishing, TaskState::Complete, 0, 4),
+        (failing, TaskState::Error, 0, 4),
+    ];
+    expected.sort_by_key(|row| row.0);
+    assert_eq!(evaluated, expected);
+
+    let states: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT task_uuid, name, state::text FROM tasker.workflow_steps ORDER BY task_uuid, name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let state_of = |task: Uuid, name: &str| {
+        states
+            .iter()
+            .find(|(t, n, _)| *t == task && n == name)
+            .map(|(_, _, s)| s.clone())
+            .unwrap()
+    };
+    assert_eq!(state_of(chained, "first"), "complete");
+    assert_eq!(state_of(chained, "second"), "enqueued");
+    assert_eq!(state_of(failing, "first"), "error");
+    assert_eq!(state_of(failing, "second"), "pending");
+    assert_eq!(
+        history(&pool, finishing_step).await,
+        [
+            "pending",
+            "enqueued",
+            "in_progress",
+            "enqueued_for_orchestration",
+            "complete"
+        ],
+        "the redelivered result completed nothing twice"
+    );
+    let second: Uuid = sqlx::query_scalar(
+        "SELECT workflow_step_uuid FROM tasker.workflow_steps WHERE task_uuid = $1 AND name = 'second'",
+    )
+    .bind(chained)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(history(&pool, second).await, ["pending", "enqueued"]);
+    let queued: Vec<Value> = sqlx::query_scalar("SELECT message FROM pgmq.q_worker_leases_queue")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "only the chain's second step: {queued:?}");
+    assert_eq!(queued[0]["step_uuid"], json!(second));
+}
