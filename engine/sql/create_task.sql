@@ -20,7 +20,7 @@ $$;
 -- their first transitions, and the root steps enqueued, in one transaction.
 -- A template with batch steps has its steps made by
 -- tasker.insert_batch_task_steps (batches.sql); the others are made here,
--- on the hot path.
+-- on the hot path, in one statement with their root steps' messages.
 CREATE OR REPLACE FUNCTION tasker.create_task(
     p_namespace text, p_name text, p_version text, p_context jsonb, p_idempotency_key text,
     p_priority integer DEFAULT 0, p_correlation_id uuid DEFAULT NULL,
@@ -34,6 +34,7 @@ DECLARE
     v_template jsonb;
     v_task uuid;
     v_enqueued integer;
+    v_messages jsonb[];
     v_identity text := tasker.task_identity_hash(p_namespace, p_name, p_version, p_context,
                                                  p_idempotency_key);
 BEGIN
@@ -69,33 +70,56 @@ BEGIN
 
     IF v_template->'steps' @> '[{"type": "batch_worker"}]' THEN
         PERFORM tasker.insert_batch_task_steps(v_task, v_template);
+        -- The root steps, from the execution context in this function's
+        -- own statement (a LANGUAGE sql wrapper with a FROM is planned
+        -- afresh on every call; a PL/pgSQL statement once a session).
+        SELECT tasker.enqueue_steps(v_task, c.ready_step_uuids, c.ready_step_states)
+          INTO v_enqueued FROM tasker.task_execution_context(v_task) c;
     ELSE
-        INSERT INTO tasker.workflow_steps (task_uuid, name, step_type, handler_callable,
-            handler_initialization, max_attempts, retryable, backoff, backoff_base_ms,
-            max_backoff_ms, timeout_seconds)
-        SELECT v_task, s->>'name', coalesce(s->>'type', 'standard'), s->'handler'->>'callable',
-               coalesce(s->'handler'->'initialization', '{}'),
-               (s->'retry'->>'max_attempts')::integer, (s->'retry'->>'retryable')::boolean,
-               s->'retry'->>'backoff', (s->'retry'->>'backoff_base_ms')::integer,
-               (s->'retry'->>'max_backoff_ms')::integer, (s->>'timeout_seconds')::integer
-          FROM jsonb_array_elements(v_template->'steps') s;
-
-        INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid)
-        SELECT parent.workflow_step_uuid, child.workflow_step_uuid
-          FROM jsonb_array_elements(v_template->'steps') s
-          CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(s->'dependencies', '[]')) d(dep)
-          JOIN tasker.workflow_steps child ON child.task_uuid = v_task AND child.name = s->>'name'
-          JOIN tasker.workflow_steps parent ON parent.task_uuid = v_task AND parent.name = d.dep;
-
-        INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, from_state, to_state, sort_key)
-        SELECT ws.workflow_step_uuid, NULL, 'pending', 1
-          FROM tasker.workflow_steps ws WHERE ws.task_uuid = v_task;
+        -- The steps, their edges and their history in one statement. A
+        -- root step (no dependencies: ready, since max_attempts >= 1) goes
+        -- in already enqueued, with both its transitions; nothing sees it
+        -- before this transaction commits with its message sent.
+        WITH spec AS (
+            SELECT e.s, e.s->>'name' AS name, coalesce(e.s->'dependencies', '[]') AS deps,
+                   coalesce(jsonb_array_length(e.s->'dependencies'), 0) = 0 AS root
+              FROM jsonb_array_elements(v_template->'steps') e(s)
+        ), steps AS (
+            INSERT INTO tasker.workflow_steps (task_uuid, name, step_type, handler_callable,
+                handler_initialization, max_attempts, retryable, backoff, backoff_base_ms,
+                max_backoff_ms, timeout_seconds, state, transitions)
+            SELECT v_task, sp.name, coalesce(sp.s->>'type', 'standard'), sp.s->'handler'->>'callable',
+                   coalesce(sp.s->'handler'->'initialization', '{}'),
+                   (sp.s->'retry'->>'max_attempts')::integer, (sp.s->'retry'->>'retryable')::boolean,
+                   sp.s->'retry'->>'backoff', (sp.s->'retry'->>'backoff_base_ms')::integer,
+                   (sp.s->'retry'->>'max_backoff_ms')::integer, (sp.s->>'timeout_seconds')::integer,
+                   CASE WHEN sp.root THEN 'enqueued' ELSE 'pending' END::tasker.step_state,
+                   CASE WHEN sp.root THEN 2 ELSE 1 END
+              FROM spec sp
+            RETURNING workflow_step_uuid, name, state, timeout_seconds
+        ), edges AS (
+            INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid)
+            SELECT parent.workflow_step_uuid, child.workflow_step_uuid
+              FROM spec sp
+              CROSS JOIN LATERAL jsonb_array_elements_text(sp.deps) d(dep)
+              JOIN steps child ON child.name = sp.name
+              JOIN steps parent ON parent.name = d.dep
+        ), history AS (
+            INSERT INTO tasker.workflow_step_transitions
+                (workflow_step_uuid, from_state, to_state, sort_key)
+            SELECT st.workflow_step_uuid, NULL::tasker.step_state, 'pending'::tasker.step_state, 1
+              FROM steps st
+            UNION ALL
+            SELECT st.workflow_step_uuid, 'pending', 'enqueued', 2 FROM steps st
+             WHERE st.state = 'enqueued'
+        )
+        SELECT coalesce(array_agg(jsonb_build_object('task_uuid', v_task,
+                   'step_uuid', st.workflow_step_uuid, 'timeout_s', st.timeout_seconds)
+                   ORDER BY st.name) FILTER (WHERE st.state = 'enqueued'), '{}')
+          INTO v_messages FROM steps st;
+        PERFORM tasker.send_to_worker_queue(tasker.worker_queue_name(p_namespace), v_messages);
+        v_enqueued := cardinality(v_messages);
     END IF;
 
-    -- The root steps, from the execution context in this function's own
-    -- statement: a LANGUAGE sql wrapper with a FROM is planned afresh on
-    -- every call (0.7 ms a task here), a PL/pgSQL statement once a session.
-    SELECT tasker.enqueue_steps(v_task, c.ready_step_uuids, c.ready_step_states)
-      INTO v_enqueued FROM tasker.task_execution_context(v_task) c;
     RETURN QUERY SELECT v_task, true, v_enqueued;
 END $$;
