@@ -76,12 +76,15 @@ END $$;
 
 -- Evaluate a batch's tasks (distinct; the caller holds their row locks).
 -- The common cases go set-based over the whole batch: a task in
--- steps_in_process whose steps are still running needs nothing, and one
--- whose steps became ready (none of them a batch worker, which is
--- throttled) has them enqueued by one UPDATE, one history INSERT and one
--- send per worker queue. Every other task (finishing, waiting, retrying,
--- blocked, holding batch workers) goes through evaluate_task. Per-task
--- evaluation cost a dozen statements a task; this is a handful a batch.
+-- steps_in_process whose steps are still running needs nothing, one whose
+-- steps became ready (none of them a batch worker, which is throttled) has
+-- them enqueued by one UPDATE, one history INSERT and one send per worker
+-- queue, and one whose steps are all done finishes (one UPDATE of the
+-- tasks, their two transitions through evaluating_results, a notification
+-- each). Every other task (waiting, retrying, blocked, holding batch
+-- workers, or not in steps_in_process) goes through evaluate_task.
+-- Per-task evaluation cost a dozen statements a task; this is a handful a
+-- batch.
 CREATE OR REPLACE FUNCTION tasker.evaluate_tasks(p_tasks uuid[])
 RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer, next_retry_at timestamptz)
 LANGUAGE plpgsql
@@ -101,16 +104,35 @@ BEGIN
     FOR r IN
         WITH plain AS (
             SELECT c.task_uuid, c.next_retry_at, c.ready_step_uuids, c.ready_step_states,
+                   c.execution_status = 'all_complete' AS finishing,
+                   c.completed_steps, c.skipped_steps,
                    tasker.worker_queue_name(ns.name) AS queue
               FROM tasker.tasks_execution_context(p_tasks) c
               JOIN tasker.tasks t ON t.task_uuid = c.task_uuid
               JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
               JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
              WHERE t.state = 'steps_in_process'
-               AND c.execution_status IN ('processing', 'has_ready_steps')
+               AND c.execution_status IN ('processing', 'has_ready_steps', 'all_complete')
                AND NOT EXISTS (SELECT 1 FROM tasker.workflow_steps b
                                 WHERE b.workflow_step_uuid = ANY (c.ready_step_uuids)
                                   AND b.step_type = 'batch_worker')
+        ), finished AS (
+            UPDATE tasker.tasks t
+               SET state = 'complete', transitions = t.transitions + 2, complete = true,
+                   completed_at = clock_timestamp(), updated_at = clock_timestamp()
+              FROM plain p
+             WHERE t.task_uuid = p.task_uuid AND p.finishing AND t.state = 'steps_in_process'
+            RETURNING t.task_uuid, t.transitions
+        ), finished_history AS (
+            INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key)
+            SELECT f.task_uuid, 'steps_in_process'::tasker.task_state,
+                   'evaluating_results'::tasker.task_state, '{}'::jsonb, f.transitions - 1
+              FROM finished f
+            UNION ALL
+            SELECT f.task_uuid, 'evaluating_results', 'complete',
+                   jsonb_build_object('completed_steps', p.completed_steps,
+                                      'skipped_steps', p.skipped_steps), f.transitions
+              FROM finished f JOIN plain p ON p.task_uuid = f.task_uuid
         ), ready AS (
             SELECT p.task_uuid, u.step, u.state, u.ord
               FROM plain p
@@ -130,6 +152,7 @@ BEGIN
             SELECT m.workflow_step_uuid, m.from_state, 'enqueued', m.transitions FROM moved m
         )
         SELECT p.task_uuid, p.next_retry_at, p.queue,
+               bool_or(f.task_uuid IS NOT NULL) AS finished,
                count(m.workflow_step_uuid)::integer AS enqueued,
                coalesce(array_agg(jsonb_build_object('task_uuid', p.task_uuid,
                             'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
@@ -137,6 +160,7 @@ BEGIN
                         '{}') AS messages
           FROM plain p
           LEFT JOIN moved m ON m.task_uuid = p.task_uuid
+          LEFT JOIN finished f ON f.task_uuid = p.task_uuid
          GROUP BY p.task_uuid, p.next_retry_at, p.queue
          ORDER BY p.queue, p.task_uuid
     LOOP
@@ -147,8 +171,13 @@ BEGIN
         END IF;
         v_messages := v_messages || r.messages;
         v_done := v_done || r.task_uuid;
-        RETURN QUERY SELECT r.task_uuid, 'steps_in_process'::tasker.task_state, r.enqueued,
-                            r.next_retry_at;
+        IF r.finished THEN
+            PERFORM pg_notify('tasker_task_finalized', r.task_uuid::text || ':complete');
+        END IF;
+        RETURN QUERY SELECT r.task_uuid,
+                            CASE WHEN r.finished THEN 'complete' ELSE 'steps_in_process'
+                            END::tasker.task_state,
+                            r.enqueued, r.next_retry_at;
     END LOOP;
     PERFORM tasker.send_to_worker_queue(v_queue, v_messages);
     FOREACH v_task IN ARRAY p_tasks LOOP

@@ -405,9 +405,10 @@ async fn a_result_the_database_cannot_store_fails_its_step_and_blocks_nothing() 
 
 /// One batch of results holds tasks that go different ways: a chain whose
 /// first step completed (its second step is enqueued, set-based), a task
-/// whose only step completed (it finishes), one whose step failed for
-/// good (it ends in error), and a redelivered result of a step already
-/// processed (nothing happens twice). All in one process_step_results.
+/// whose only step completed (it finishes, set-based, with its history),
+/// one whose step failed for good (it ends in error, per task), and a
+/// redelivered result of a step already processed (nothing happens
+/// twice). All in one process_step_results.
 #[tokio::test]
 async fn one_batch_of_results_moves_each_task_its_own_way() {
     use tasker_engine::orchestration::{create_task, register_templates};
@@ -503,6 +504,35 @@ async fn one_batch_of_results_moves_each_task_its_own_way() {
             "complete"
         ],
         "the redelivered result completed nothing twice"
+    );
+    let finished: (Vec<String>, bool, bool, Value) = sqlx::query_as(
+        "SELECT array_agg(tr.to_state::text ORDER BY tr.sort_key), bool_and(t.complete),
+                bool_and(t.completed_at IS NOT NULL),
+                (array_agg(tr.metadata ORDER BY tr.sort_key DESC))[1]
+           FROM tasker.task_transitions tr JOIN tasker.tasks t USING (task_uuid)
+          WHERE tr.task_uuid = $1",
+    )
+    .bind(finishing)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        finished,
+        (
+            [
+                "pending",
+                "initializing",
+                "enqueuing_steps",
+                "steps_in_process",
+                "evaluating_results",
+                "complete"
+            ]
+            .map(String::from)
+            .to_vec(),
+            true,
+            true,
+            json!({"completed_steps": 1, "skipped_steps": 0})
+        )
     );
     let second: Uuid = sqlx::query_scalar(
         "SELECT workflow_step_uuid FROM tasker.workflow_steps WHERE task_uuid = $1 AND name = 'second'",
