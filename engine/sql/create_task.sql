@@ -74,7 +74,7 @@ BEGIN
         -- own statement (a LANGUAGE sql wrapper with a FROM is planned
         -- afresh on every call; a PL/pgSQL statement once a session).
         SELECT tasker.enqueue_steps(v_task, c.ready_step_uuids, c.ready_step_states)
-          INTO v_enqueued FROM tasker.task_execution_context(v_task) c;
+          INTO v_enqueued FROM tasker.tasks_execution_context(ARRAY[v_task]) c;
     ELSE
         -- The steps, their edges and their history in one statement. A
         -- root step (no dependencies: ready, since max_attempts >= 1) goes

@@ -28,7 +28,7 @@ BEGIN
         RETURN QUERY SELECT p_task, v_current, 0, NULL::timestamptz;
         RETURN;
     END IF;
-    SELECT * INTO c FROM tasker.task_execution_context(p_task);
+    SELECT * INTO c FROM tasker.tasks_execution_context(ARRAY[p_task]);
     v_final := v_current;
     CASE c.execution_status
     WHEN 'all_complete' THEN
@@ -264,25 +264,6 @@ LANGUAGE sql STABLE AS $$
       LEFT JOIN parents p ON p.to_step_uuid = s.workflow_step_uuid
 $$;
 
--- The same for one task.
-CREATE OR REPLACE FUNCTION tasker.step_readiness(p_task uuid)
-RETURNS TABLE (
-    workflow_step_uuid uuid,
-    name               text,
-    current_state      tasker.step_state,
-    total_parents      integer,
-    completed_parents  integer,
-    attempts           integer,
-    max_attempts       integer,
-    next_retry_at      timestamptz,
-    ready              boolean
-)
-LANGUAGE sql STABLE AS $$
-    SELECT r.workflow_step_uuid, r.name, r.current_state, r.total_parents, r.completed_parents,
-           r.attempts, r.max_attempts, r.next_retry_at, r.ready
-      FROM tasker.tasks_step_readiness(ARRAY[p_task]) r
-$$;
-
 -- What each of the given tasks' steps add up to, and what orchestration
 -- should do next, one row a task (a task without steps has total 0).
 -- execution_status is one of: all_complete, has_ready_steps, processing,
@@ -346,32 +327,6 @@ LANGUAGE sql STABLE AS $$
            END,
            c.ready_uuids, c.ready_states
       FROM c
-$$;
-
--- The same for one task.
-CREATE OR REPLACE FUNCTION tasker.task_execution_context(p_task uuid)
-RETURNS TABLE (
-    task_uuid          uuid,
-    total_steps        integer,
-    pending_steps      integer,
-    ready_steps        integer,
-    in_flight_steps    integer,
-    waiting_for_retry_steps integer,
-    completed_steps    integer,
-    failed_steps       integer,
-    skipped_steps      integer,
-    next_retry_at      timestamptz,
-    has_ready_steps    boolean,
-    processing         boolean,
-    blocked_by_failures boolean,
-    all_complete       boolean,
-    waiting_for_dependencies boolean,
-    execution_status   text,
-    ready_step_uuids   uuid[],
-    ready_step_states  tasker.step_state[]
-)
-LANGUAGE sql STABLE AS $$
-    SELECT * FROM tasker.tasks_execution_context(ARRAY[p_task])
 $$;
 
 -- Enqueue the given ready steps (p_states: the state each is in now) on
@@ -451,5 +406,8 @@ BEGIN
     RETURN cardinality(v_messages);
 END $$;
 
--- Replaced by create_task's own statement (create_task.sql).
+-- Replaced by create_task's own statement (create_task.sql), and by the
+-- array forms above (called with ARRAY[task] for one task).
 DROP FUNCTION IF EXISTS tasker.enqueue_ready_steps(uuid);
+DROP FUNCTION IF EXISTS tasker.task_execution_context(uuid);
+DROP FUNCTION IF EXISTS tasker.step_readiness(uuid);

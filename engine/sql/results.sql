@@ -200,7 +200,7 @@ BEGIN
     END LOOP;
     LOOP
         v_skipped := 0;
-        FOR r IN SELECT sr.workflow_step_uuid FROM tasker.step_readiness(p_task) sr
+        FOR r IN SELECT sr.workflow_step_uuid FROM tasker.tasks_step_readiness(ARRAY[p_task]) sr
                   WHERE sr.current_state = 'pending' AND sr.total_parents > 0
                     AND NOT EXISTS (
                         SELECT 1 FROM tasker.workflow_step_edges e

@@ -9,7 +9,7 @@
 //!   compare-and-set, a round trip to a real database.
 //! - `readiness`: on a database holding 10,000 linear tasks (2,000
 //!   complete, 7,700 in flight, 300 with a ready step), the readiness query
-//!   of one task (`task_execution_context`) and the statement orchestration
+//!   of one task (`tasks_execution_context` of one) and the statement orchestration
 //!   runs per completed step (`process_step_results`: apply the result,
 //!   evaluate the task's readiness, enqueue the next step or finish the
 //!   task).

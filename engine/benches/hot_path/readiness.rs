@@ -1,6 +1,6 @@
 //! `readiness`: on a database holding 10,000 linear tasks (2,000
 //! complete, 7,700 in flight, 300 with a ready step), the readiness query
-//! of one task (`task_execution_context`) and the statement orchestration
+//! of one task (`tasks_execution_context` of one) and the statement orchestration
 //! runs per completed step (`process_step_results`), with the other
 //! 9,999 tasks in the tables and indexes.
 
@@ -28,11 +28,13 @@ pub(crate) fn readiness(c: &mut Criterion) {
                 f.next_ready.set(i + 1);
                 let task = f.ready_tasks[i % f.ready_tasks.len()];
                 async move {
-                    let row = sqlx::query("SELECT * FROM tasker.task_execution_context($1)")
-                        .bind(task)
-                        .fetch_one(&f.db.pool)
-                        .await
-                        .expect("task_execution_context");
+                    let row = sqlx::query(
+                        "SELECT * FROM tasker.tasks_execution_context(ARRAY[$1::uuid])",
+                    )
+                    .bind(task)
+                    .fetch_one(&f.db.pool)
+                    .await
+                    .expect("task_execution_context");
                     black_box(row);
                 }
             })
@@ -127,8 +129,7 @@ impl ReadinessFixture {
         assert_eq!(dropped, READY_TASKS as u64);
         let ready_tasks: Vec<Uuid> = claimed.iter().map(|c| c.1).collect();
         let really_ready: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM unnest($1::uuid[]) t(id) \
-             CROSS JOIN LATERAL tasker.task_execution_context(t.id) c \
+            "SELECT count(*) FROM tasker.tasks_execution_context($1::uuid[]) c \
              WHERE c.ready_steps = 1 AND c.execution_status = 'has_ready_steps'",
         )
         .bind(&ready_tasks)
