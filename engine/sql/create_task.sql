@@ -70,9 +70,9 @@ BEGIN
 
     IF v_template->'steps' @> '[{"type": "batch_worker"}]' THEN
         PERFORM tasker.insert_batch_task_steps(v_task, v_template);
-        -- The root steps, from the execution context in this function's
-        -- own statement (a LANGUAGE sql wrapper with a FROM is planned
-        -- afresh on every call; a PL/pgSQL statement once a session).
+        -- The root steps, from the execution context, in this function's
+        -- own statement: planned once a session (a LANGUAGE sql wrapper
+        -- with a FROM would be planned again on every call).
         SELECT tasker.enqueue_steps(v_task, c.ready_step_uuids, c.ready_step_states)
           INTO v_enqueued FROM tasker.tasks_execution_context(ARRAY[v_task]) c;
     ELSE

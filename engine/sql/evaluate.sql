@@ -85,13 +85,11 @@ END $$;
 -- workers, or not in steps_in_process) goes through evaluate_task.
 -- Per-task evaluation cost a dozen statements a task; this is a handful a
 -- batch.
+-- It runs under its caller's settings (process_step_results: one generic
+-- plan, no sequential scans), which hold for the functions it calls.
 CREATE OR REPLACE FUNCTION tasker.evaluate_tasks(p_tasks uuid[])
 RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer, next_retry_at timestamptz)
-LANGUAGE plpgsql
--- One plan for every call, by key (see worker_queues.sql).
-SET plan_cache_mode = force_generic_plan
-SET enable_seqscan = off
-AS $$
+LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     r record;

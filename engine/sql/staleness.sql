@@ -123,9 +123,7 @@ BEGIN
             v_vt := tasker.step_message_vt(v_queue, s.step);
         END IF;
         IF s.state = 'enqueued' AND v_vt IS NULL THEN
-            EXECUTE format('SELECT tasker.%I($1)', 'send_' || v_queue)
-                USING ARRAY[tasker.step_message(p_task, s.step)];
-            PERFORM pg_notify(v_queue, '');
+            PERFORM tasker.send_to_worker_queue(v_queue, ARRAY[tasker.step_message(p_task, s.step)]);
             v_acted := true;
             RETURN QUERY SELECT 'resent', format('step %s: its message was missing', s.name);
         ELSIF s.state = 'enqueued' THEN
@@ -134,9 +132,8 @@ BEGIN
             v_acted := true;
             v_expired := tasker.expire_claim(s.step);
             IF v_expired = 'reclaim' THEN
-                EXECUTE format('SELECT tasker.%I($1)', 'send_' || v_queue)
-                    USING ARRAY[tasker.step_message(p_task, s.step)];
-                PERFORM pg_notify(v_queue, '');
+                PERFORM tasker.send_to_worker_queue(v_queue,
+                    ARRAY[tasker.step_message(p_task, s.step)]);
                 RETURN QUERY SELECT 'reclaimed', format('step %s: its claim message was missing', s.name);
             ELSIF v_expired = 'failed' THEN
                 RETURN QUERY SELECT 'failed',
