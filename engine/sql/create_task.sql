@@ -27,7 +27,14 @@ CREATE OR REPLACE FUNCTION tasker.create_task(
     p_initiator text DEFAULT NULL, p_source_system text DEFAULT NULL,
     p_reason text DEFAULT NULL, p_tags jsonb DEFAULT '{}'
 ) RETURNS TABLE (task_uuid uuid, created boolean, enqueued_steps integer)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- One plan for every call, never a sequential scan (see worker_queues.sql).
+-- It holds for the foreign-key checks of the rows inserted here too: made
+-- on a tiny table, their plan scanned workflow_steps whole for every step
+-- and edge (plans.rs).
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
 #variable_conflict use_column
 DECLARE
     v_named_task uuid;

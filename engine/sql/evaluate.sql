@@ -5,6 +5,11 @@
 -- task's row lock; task creation enqueues its root steps with
 -- tasker.enqueue_steps and the execution context.
 
+-- Their columns changed (step_type, ready_batch_workers): CREATE OR REPLACE
+-- cannot change a function's result type.
+DROP FUNCTION IF EXISTS tasker.tasks_execution_context(uuid[]);
+DROP FUNCTION IF EXISTS tasker.tasks_step_readiness(uuid[]);
+
 -- Decide what a task does next from its execution context: finalize it,
 -- enqueue what became ready, or record that it waits. The caller holds
 -- the task's row lock. When the task stays in steps_in_process and only
@@ -85,6 +90,10 @@ END $$;
 -- workers, or not in steps_in_process) goes through evaluate_task.
 -- Per-task evaluation cost a dozen statements a task; this is a handful a
 -- batch.
+-- The UPDATEs find their rows by key in arrays (`= ANY`), never by a join:
+-- a join's plan, made once a session while the tables were tiny, walked
+-- the whole of workflow_steps for every task once they had grown
+-- (plans.rs tests it).
 -- It runs under its caller's settings (process_step_results: one generic
 -- plan, no sequential scans), which hold for the functions it calls.
 CREATE OR REPLACE FUNCTION tasker.evaluate_tasks(p_tasks uuid[])
@@ -93,93 +102,104 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     r record;
-    v_done uuid[] := '{}';
-    v_queue text;
-    v_messages jsonb[] := '{}';
+    -- the tasks evaluated here, and for each (same index) what it needs
+    v_tasks uuid[] := '{}';
+    v_queues text[] := '{}';
+    v_next_retry timestamptz[] := '{}';
+    v_finishing uuid[] := '{}';
+    v_finish_metadata jsonb[] := '{}';
+    -- the steps to enqueue, all tasks' together, and their current states
+    v_ready uuid[] := '{}';
+    v_ready_states tasker.step_state[] := '{}';
+    v_finished uuid[];
+    v_enqueued_tasks uuid[] := '{}';
     v_task uuid;
 BEGIN
-    -- Ordered by queue, so each queue's messages go in one send.
     FOR r IN
-        WITH plain AS (
-            SELECT c.task_uuid, c.next_retry_at, c.ready_step_uuids, c.ready_step_states,
-                   c.execution_status = 'all_complete' AS finishing,
-                   c.completed_steps, c.skipped_steps,
-                   tasker.worker_queue_name(ns.name) AS queue
-              FROM tasker.tasks_execution_context(p_tasks) c
-              JOIN tasker.tasks t ON t.task_uuid = c.task_uuid
-              JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
-              JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
-             WHERE t.state = 'steps_in_process'
-               AND c.execution_status IN ('processing', 'has_ready_steps', 'all_complete')
-               AND NOT EXISTS (SELECT 1 FROM tasker.workflow_steps b
-                                WHERE b.workflow_step_uuid = ANY (c.ready_step_uuids)
-                                  AND b.step_type = 'batch_worker')
-        ), finished AS (
-            UPDATE tasker.tasks t
-               SET state = 'complete', transitions = t.transitions + 2, complete = true,
-                   completed_at = clock_timestamp(), updated_at = clock_timestamp()
-              FROM plain p
-             WHERE t.task_uuid = p.task_uuid AND p.finishing AND t.state = 'steps_in_process'
-            RETURNING t.task_uuid, t.transitions
-        ), finished_history AS (
-            INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key)
-            SELECT f.task_uuid, 'steps_in_process'::tasker.task_state,
-                   'evaluating_results'::tasker.task_state, '{}'::jsonb, f.transitions - 1
-              FROM finished f
-            UNION ALL
-            SELECT f.task_uuid, 'evaluating_results', 'complete',
-                   jsonb_build_object('completed_steps', p.completed_steps,
-                                      'skipped_steps', p.skipped_steps), f.transitions
-              FROM finished f JOIN plain p ON p.task_uuid = f.task_uuid
-        ), ready AS (
-            SELECT p.task_uuid, u.step, u.state, u.ord
-              FROM plain p
-             CROSS JOIN LATERAL unnest(p.ready_step_uuids, p.ready_step_states)
-                   WITH ORDINALITY u(step, state, ord)
-        ), moved AS (
+        -- The task's row and queue by key (scalar subqueries, see
+        -- tasks_step_readiness).
+        SELECT c.task_uuid, c.next_retry_at, c.ready_step_uuids, c.ready_step_states,
+               c.execution_status = 'all_complete' AS finishing,
+               c.completed_steps, c.skipped_steps,
+               (SELECT tasker.worker_queue_name(ns.name)
+                  FROM tasker.named_tasks nt
+                  JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
+                 WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
+                                              WHERE t.task_uuid = c.task_uuid)) AS queue
+          FROM tasker.tasks_execution_context(p_tasks) c
+         WHERE c.execution_status IN ('processing', 'has_ready_steps', 'all_complete')
+           AND c.ready_batch_workers = 0
+           AND (SELECT t.state FROM tasker.tasks t WHERE t.task_uuid = c.task_uuid)
+               = 'steps_in_process'
+    LOOP
+        v_tasks := v_tasks || r.task_uuid;
+        v_queues := v_queues || r.queue;
+        v_next_retry := v_next_retry || r.next_retry_at;
+        IF r.finishing THEN
+            v_finishing := v_finishing || r.task_uuid;
+            v_finish_metadata := v_finish_metadata || jsonb_build_object(
+                'completed_steps', r.completed_steps, 'skipped_steps', r.skipped_steps);
+        END IF;
+        v_ready := v_ready || r.ready_step_uuids;
+        v_ready_states := v_ready_states || r.ready_step_states;
+    END LOOP;
+
+    WITH finished AS (
+        UPDATE tasker.tasks t
+           SET state = 'complete', transitions = t.transitions + 2, complete = true,
+               completed_at = clock_timestamp(), updated_at = clock_timestamp()
+         WHERE t.task_uuid = ANY (v_finishing) AND t.state = 'steps_in_process'
+        RETURNING t.task_uuid, t.transitions
+    ), history AS (
+        INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key)
+        SELECT f.task_uuid, 'steps_in_process'::tasker.task_state,
+               'evaluating_results'::tasker.task_state, '{}'::jsonb, f.transitions - 1
+          FROM finished f
+        UNION ALL
+        SELECT f.task_uuid, 'evaluating_results', 'complete',
+               v_finish_metadata[array_position(v_finishing, f.task_uuid)], f.transitions
+          FROM finished f
+    )
+    SELECT coalesce(array_agg(f.task_uuid ORDER BY f.task_uuid), '{}') INTO v_finished FROM finished f;
+    FOREACH v_task IN ARRAY v_finished LOOP
+        PERFORM pg_notify('tasker_task_finalized', v_task::text || ':complete');
+    END LOOP;
+
+    -- The ready steps of every task, one send per worker queue.
+    FOR r IN
+        WITH moved AS (
             UPDATE tasker.workflow_steps ws
                SET state = 'enqueued', transitions = ws.transitions + 1
-              FROM ready rd
-             WHERE ws.workflow_step_uuid = rd.step AND ws.state = rd.state
+             WHERE ws.workflow_step_uuid = ANY (v_ready)
+               AND ws.state = v_ready_states[array_position(v_ready, ws.workflow_step_uuid)]
                AND ws.state IN ('pending', 'waiting_for_retry')
-            RETURNING rd.task_uuid, rd.ord, rd.state AS from_state, ws.workflow_step_uuid,
-                      ws.transitions, ws.timeout_seconds
+            RETURNING ws.task_uuid, ws.workflow_step_uuid, ws.transitions, ws.timeout_seconds,
+                      array_position(v_ready, ws.workflow_step_uuid) AS ord
         ), history AS (
             INSERT INTO tasker.workflow_step_transitions
                 (workflow_step_uuid, from_state, to_state, sort_key)
-            SELECT m.workflow_step_uuid, m.from_state, 'enqueued', m.transitions FROM moved m
+            SELECT m.workflow_step_uuid, v_ready_states[m.ord], 'enqueued', m.transitions
+              FROM moved m
         )
-        SELECT p.task_uuid, p.next_retry_at, p.queue,
-               bool_or(f.task_uuid IS NOT NULL) AS finished,
-               count(m.workflow_step_uuid)::integer AS enqueued,
-               coalesce(array_agg(jsonb_build_object('task_uuid', p.task_uuid,
-                            'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
-                        ORDER BY m.ord) FILTER (WHERE m.workflow_step_uuid IS NOT NULL),
-                        '{}') AS messages
-          FROM plain p
-          LEFT JOIN moved m ON m.task_uuid = p.task_uuid
-          LEFT JOIN finished f ON f.task_uuid = p.task_uuid
-         GROUP BY p.task_uuid, p.next_retry_at, p.queue
-         ORDER BY p.queue, p.task_uuid
+        SELECT v_queues[array_position(v_tasks, m.task_uuid)] AS queue,
+               array_agg(m.task_uuid ORDER BY m.ord) AS tasks,
+               array_agg(jsonb_build_object('task_uuid', m.task_uuid,
+                   'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
+                   ORDER BY m.ord) AS messages
+          FROM moved m
+         GROUP BY 1
     LOOP
-        IF v_queue IS DISTINCT FROM r.queue THEN
-            PERFORM tasker.send_to_worker_queue(v_queue, v_messages);
-            v_queue := r.queue;
-            v_messages := '{}';
-        END IF;
-        v_messages := v_messages || r.messages;
-        v_done := v_done || r.task_uuid;
-        IF r.finished THEN
-            PERFORM pg_notify('tasker_task_finalized', r.task_uuid::text || ':complete');
-        END IF;
-        RETURN QUERY SELECT r.task_uuid,
-                            CASE WHEN r.finished THEN 'complete' ELSE 'steps_in_process'
-                            END::tasker.task_state,
-                            r.enqueued, r.next_retry_at;
+        PERFORM tasker.send_to_worker_queue(r.queue, r.messages);
+        v_enqueued_tasks := v_enqueued_tasks || r.tasks;
     END LOOP;
-    PERFORM tasker.send_to_worker_queue(v_queue, v_messages);
+
+    RETURN QUERY
+    SELECT t.task, CASE WHEN t.task = ANY (v_finished) THEN 'complete'
+                        ELSE 'steps_in_process' END::tasker.task_state,
+           cardinality(array_positions(v_enqueued_tasks, t.task)), v_next_retry[t.i]
+      FROM unnest(v_tasks) WITH ORDINALITY t(task, i);
     FOREACH v_task IN ARRAY p_tasks LOOP
-        CONTINUE WHEN v_task = ANY (v_done);
+        CONTINUE WHEN v_task = ANY (v_tasks);
         RETURN QUERY SELECT * FROM tasker.evaluate_task(v_task);
     END LOOP;
 END $$;
@@ -224,6 +244,11 @@ $$;
 -- manually or skipped (cancelled by a decision), it has attempts left and
 -- its backoff has passed. Set-returning SQL, inlined into its callers'
 -- statements (a single SELECT, STABLE), so it is planned with them.
+-- Every table is read by key: the steps by their tasks, then for each
+-- step its parents' edges and each parent's state (scalar subqueries,
+-- which PostgreSQL runs as lookups by the outer row's key). Joined to the
+-- steps instead, the edges were read whole by plans made on tiny tables
+-- (plans.rs).
 CREATE OR REPLACE FUNCTION tasker.tasks_step_readiness(p_tasks uuid[])
 RETURNS TABLE (
     task_uuid          uuid,
@@ -235,31 +260,32 @@ RETURNS TABLE (
     attempts           integer,
     max_attempts       integer,
     next_retry_at      timestamptz,
-    ready              boolean
+    ready              boolean,
+    step_type          text
 )
 LANGUAGE sql STABLE AS $$
     WITH steps AS (
         SELECT s.task_uuid, s.workflow_step_uuid, s.name, s.state, s.attempts, s.max_attempts,
-               s.next_retry_at
+               s.next_retry_at, s.step_type,
+               -- {parents, parents done}
+               (SELECT ARRAY[count(*), count(*) FILTER (WHERE
+                           (SELECT p.state FROM tasker.workflow_steps p
+                             WHERE p.workflow_step_uuid = e.from_step_uuid)
+                           IN ('complete', 'resolved_manually', 'cancelled'))]::integer[]
+                  FROM tasker.workflow_step_edges e
+                 WHERE e.to_step_uuid = s.workflow_step_uuid) AS parents
           FROM tasker.workflow_steps s
          WHERE s.task_uuid = ANY (p_tasks)
-    ), parents AS (
-        SELECT e.to_step_uuid,
-               count(*)::integer AS total,
-               (count(*) FILTER (WHERE p.state IN ('complete', 'resolved_manually', 'cancelled')))::integer AS done
-          FROM steps p
-          JOIN tasker.workflow_step_edges e ON e.from_step_uuid = p.workflow_step_uuid
-         GROUP BY e.to_step_uuid
     )
     SELECT s.task_uuid, s.workflow_step_uuid, s.name, s.state,
-           coalesce(p.total, 0), coalesce(p.done, 0),
+           s.parents[1], s.parents[2],
            s.attempts, s.max_attempts, s.next_retry_at,
            s.state IN ('pending', 'waiting_for_retry')
-             AND coalesce(p.done, 0) = coalesce(p.total, 0)
+             AND s.parents[2] = s.parents[1]
              AND s.attempts < s.max_attempts
-             AND (s.next_retry_at IS NULL OR s.next_retry_at <= clock_timestamp())
+             AND (s.next_retry_at IS NULL OR s.next_retry_at <= clock_timestamp()),
+           s.step_type
       FROM steps s
-      LEFT JOIN parents p ON p.to_step_uuid = s.workflow_step_uuid
 $$;
 
 -- What each of the given tasks' steps add up to, and what orchestration
@@ -286,7 +312,9 @@ RETURNS TABLE (
     execution_status   text,
     -- the ready steps and their states, for enqueuing them
     ready_step_uuids   uuid[],
-    ready_step_states  tasker.step_state[]
+    ready_step_states  tasker.step_state[],
+    -- how many of them are batch workers (throttled by their batch)
+    ready_batch_workers integer
 )
 LANGUAGE sql STABLE AS $$
     WITH r AS (SELECT * FROM tasker.tasks_step_readiness(p_tasks)),
@@ -303,7 +331,8 @@ LANGUAGE sql STABLE AS $$
                (count(*) FILTER (WHERE r.current_state = 'cancelled'))::integer AS skipped,
                min(r.next_retry_at) FILTER (WHERE r.current_state = 'waiting_for_retry') AS next_retry_at,
                coalesce(array_agg(r.workflow_step_uuid ORDER BY r.name) FILTER (WHERE r.ready), '{}') AS ready_uuids,
-               coalesce(array_agg(r.current_state ORDER BY r.name) FILTER (WHERE r.ready), '{}') AS ready_states
+               coalesce(array_agg(r.current_state ORDER BY r.name) FILTER (WHERE r.ready), '{}') AS ready_states,
+               (count(*) FILTER (WHERE r.ready AND r.step_type = 'batch_worker'))::integer AS ready_batch_workers
           FROM unnest(p_tasks) t(task_uuid)
           LEFT JOIN r ON r.task_uuid = t.task_uuid
          GROUP BY t.task_uuid
@@ -323,7 +352,7 @@ LANGUAGE sql STABLE AS $$
              WHEN c.failed > 0 THEN 'blocked_by_failures'
              ELSE 'waiting_for_dependencies'
            END,
-           c.ready_uuids, c.ready_states
+           c.ready_uuids, c.ready_states, c.ready_batch_workers
       FROM c
 $$;
 

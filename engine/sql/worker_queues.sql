@@ -270,16 +270,18 @@ BEGIN
     -- without it) plus the margin. Not looked up here: a subquery in this
     -- statement, which is planned afresh on every call (its generic plan
     -- is far worse), cost 0.1 ms a claim in planning alone.
-    WITH picked AS (
-        SELECT q.msg_id FROM pgmq.%2$I q WHERE q.vt <= clock_timestamp()
-         ORDER BY q.msg_id LIMIT p_qty FOR UPDATE SKIP LOCKED
-    ), leased AS (
+    -- The picked messages are updated by key, from an array (ARRAY() is
+    -- run once, before the UPDATE): joined, a plan made on a tiny queue
+    -- table read it whole.
+    WITH leased AS (
         UPDATE pgmq.%2$I q
            SET vt = clock_timestamp() + make_interval(secs => p_margin +
                    CASE WHEN q.message->>'timeout_s' ~ '^[0-9]{1,7}$'
                         THEN (q.message->>'timeout_s')::integer ELSE 30 END),
                read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-          FROM picked WHERE q.msg_id = picked.msg_id
+         WHERE q.msg_id = ANY (ARRAY(
+                   SELECT p.msg_id FROM pgmq.%2$I p WHERE p.vt <= clock_timestamp()
+                    ORDER BY p.msg_id LIMIT p_qty FOR UPDATE SKIP LOCKED))
         RETURNING q.msg_id, q.message
     )
     SELECT array_agg(l.msg_id ORDER BY l.msg_id), array_agg(l.message ORDER BY l.msg_id),
@@ -349,17 +351,24 @@ BEGIN
     SELECT s.claim_msg_id, s.task_uuid, s.workflow_step_uuid, s.name, s.step_type,
            s.handler_callable, s.handler_initialization, s.inputs,
            (SELECT t.context FROM tasker.tasks t WHERE t.task_uuid = s.task_uuid),
-           coalesce((SELECT jsonb_object_agg(p.name, CASE WHEN s.step_type = 'batch_worker'
-                                                       THEN p.results - 'batches'
-                                                       ELSE p.results END)
+           -- Parents and children by key, each step's edges and then each
+           -- step at the other end (scalar subqueries: lookups by the outer
+           -- row's key, whatever the tables' statistics say).
+           coalesce((SELECT jsonb_object_agg(d.key, d.value)
                        FROM tasker.workflow_step_edges e
-                       JOIN tasker.workflow_steps p ON p.workflow_step_uuid = e.from_step_uuid
+                      CROSS JOIN LATERAL jsonb_each(
+                            (SELECT jsonb_build_object(p.name, CASE WHEN s.step_type = 'batch_worker'
+                                                               THEN p.results - 'batches'
+                                                               ELSE p.results END)
+                               FROM tasker.workflow_steps p
+                              WHERE p.workflow_step_uuid = e.from_step_uuid)) d
                       WHERE e.to_step_uuid = s.workflow_step_uuid), '{}'::jsonb),
            s.attempts, s.timeout_seconds,
-           coalesce((SELECT array_agg(ch.name ORDER BY ch.name)
-                       FROM tasker.workflow_step_edges e
-                       JOIN tasker.workflow_steps ch ON ch.workflow_step_uuid = e.to_step_uuid
-                      WHERE e.from_step_uuid = s.workflow_step_uuid), '{}'::text[]),
+           coalesce((SELECT array_agg(c.name ORDER BY c.name)
+                       FROM (SELECT (SELECT ch.name FROM tasker.workflow_steps ch
+                                      WHERE ch.workflow_step_uuid = e.to_step_uuid) AS name
+                               FROM tasker.workflow_step_edges e
+                              WHERE e.from_step_uuid = s.workflow_step_uuid) c), '{}'::text[]),
            s.claim_token
       FROM tasker.workflow_steps s
      WHERE s.workflow_step_uuid = ANY (v_claimed_steps)

@@ -1,0 +1,154 @@
+//! A step costs the same whatever the size of the tables. The hot path's
+//! statements, and the foreign-key checks PostgreSQL runs for them, are
+//! planned once a session, and on a fresh database that is while the
+//! tables are nearly empty. A plan that walks a table instead of looking
+//! its rows up by key costs nothing then, and more with every task the
+//! database holds afterwards, until statistics catch up (if they do).
+//! Counted here with PostgreSQL's own per-transaction statistics: the
+//! rows one task's whole life reads from the engine's tables and queues,
+//! on one connection whose plans were made while the tables held a task
+//! or two, before and after thousands of other steps were added.
+
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use tasker_engine::database::connect_options;
+use tasker_engine::orchestration::{create_task, register_templates};
+use tasker_engine::testing::test_database;
+use tasker_engine::TaskRequest;
+use uuid::Uuid;
+
+use crate::scenario;
+
+/// Steps of other tasks added between the two measurements (diamonds of
+/// four steps, in their own namespace and queue).
+const FILLER_TASKS: usize = 500;
+
+/// Runs one linear task to completion through the hot path's functions
+/// (create, then claim, submit and process each step) in one transaction
+/// on `conn`, and returns the rows it read from the engine's tables and
+/// queues, in all and by table.
+async fn rows_read_by_one_task(conn: &mut PgConnection, n: i64) -> (i64, String) {
+    let mut tx = conn.begin().await.unwrap();
+    let before = rows_read(&mut tx).await;
+    let task: Uuid = sqlx::query_scalar(
+        "SELECT task_uuid FROM tasker.create_task('linear', 'linear_workflow', '1.0.0', $1, NULL)",
+    )
+    .bind(json!({"even_number": 2, "n": n}))
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    for _ in 0..4 {
+        let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(
+            r#"SELECT msg_id, workflow_step_uuid, claim_token
+                 FROM tasker."claim_worker_linear_queue"(30, 10, 'w')"#,
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(claimed.len(), 1, "one step of the chain at a time");
+        let (msg, step, token) = claimed[0];
+        let results = json!([{
+            "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
+            "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
+        }]);
+        let accepted: Vec<bool> =
+            sqlx::query_scalar(r#"SELECT accepted FROM tasker."submit_worker_linear_queue"($1)"#)
+                .bind(results)
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(accepted, [true]);
+        sqlx::query("SELECT * FROM tasker.process_step_results(10)")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let state: String =
+        sqlx::query_scalar("SELECT state::text FROM tasker.tasks WHERE task_uuid = $1")
+            .bind(task)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(state, "complete");
+    let read = rows_read(&mut tx).await;
+    tx.commit().await.unwrap();
+    let read: Vec<(String, i64)> = read
+        .into_iter()
+        .zip(before)
+        .map(|((table, after), (_, before))| (table, after - before))
+        .filter(|(_, rows)| *rows > 0)
+        .collect();
+    let total = read.iter().map(|(_, rows)| rows).sum();
+    let tables = read
+        .iter()
+        .map(|(table, rows)| format!("{table} {rows}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (total, tables)
+}
+
+/// Rows read so far from each of the engine's tables, by this backend:
+/// what its transactions did since it last reported to the statistics
+/// collector (never inside a transaction), so only differences within
+/// one transaction count.
+async fn rows_read(tx: &mut PgConnection) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT relname::text, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+           FROM pg_stat_xact_user_tables WHERE schemaname IN ('tasker', 'pgmq')
+          ORDER BY relname",
+    )
+    .fetch_all(tx)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_task_reads_as_many_steps_in_a_full_database_as_in_an_empty_one() {
+    let database = test_database().await.unwrap();
+    let setup = tasker_engine::database::connect(&database.url, &Default::default())
+        .await
+        .unwrap();
+    tasker_engine::database::migrate(&setup).await.unwrap();
+    let diamond = scenario("diamond_workflow");
+    register_templates(&setup, &[scenario("linear_workflow"), diamond.clone()])
+        .await
+        .unwrap();
+
+    // The hot path's connection: its plans are made here, on tiny tables.
+    let mut hot = PgConnection::connect_with(&connect_options(&database.url).unwrap())
+        .await
+        .unwrap();
+    // A fresh database is analyzed early (autovacuum, after its first
+    // changes, or the engine's maintenance): the statistics then say the
+    // tables are tiny, and plans are made with them until the next ANALYZE.
+    rows_read_by_one_task(&mut hot, 0).await;
+    sqlx::query("ANALYZE").execute(&setup).await.unwrap();
+    let mut empty = (0, String::new());
+    for n in 1..3 {
+        empty = rows_read_by_one_task(&mut hot, n).await;
+    }
+
+    for n in 0..FILLER_TASKS {
+        let request = TaskRequest::new(
+            &diamond.namespace_name,
+            &diamond.name,
+            &diamond.version,
+            json!({"even_number": 2, "n": n}),
+        );
+        create_task(&setup, &request).await.unwrap();
+    }
+    let steps: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_steps")
+        .fetch_one(&setup)
+        .await
+        .unwrap();
+    let full = rows_read_by_one_task(&mut hot, 3).await;
+    assert!(
+        full.0 <= empty.0 * 3 / 2,
+        "one linear task read {} rows when the tables held a few tasks ({}) and {} when they \
+         held {steps} steps ({}): a plan walks a table",
+        empty.0,
+        empty.1,
+        full.0,
+        full.1
+    );
+}
