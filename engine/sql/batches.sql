@@ -162,8 +162,9 @@ BEGIN
         RETURN 'the task was created without its batch plan (its template has no batch_worker for this step)';
     END IF;
     IF EXISTS (SELECT 1 FROM tasker.workflow_step_edges e
-                 JOIN tasker.workflow_steps c ON c.workflow_step_uuid = e.to_step_uuid
-                WHERE e.from_step_uuid = p_step AND c.step_type = 'batch_worker') THEN
+                WHERE e.from_step_uuid = p_step
+                  AND (SELECT c.step_type FROM tasker.workflow_steps c
+                        WHERE c.workflow_step_uuid = e.to_step_uuid) = 'batch_worker') THEN
         RETURN 'its batches were created already';
     END IF;
     SELECT r.ranges, r.problem INTO v_ranges, v_problem

@@ -380,11 +380,12 @@ BEGIN
     IF cardinality(p_steps) = 0 THEN
         RETURN 0;
     END IF;
+    -- The task by key, then its template's (see README.md, plans).
     SELECT tasker.worker_queue_name(ns.name) INTO v_queue
-      FROM tasker.tasks t
-      JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+      FROM tasker.named_tasks nt
       JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
-     WHERE t.task_uuid = p_task;
+     WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
+                                  WHERE t.task_uuid = p_task);
     IF NOT EXISTS (SELECT 1 FROM tasker.workflow_steps ws
                     WHERE ws.workflow_step_uuid = ANY (p_steps) AND ws.step_type = 'batch_worker') THEN
         -- No batch to throttle (the common case): every step in one
@@ -412,6 +413,8 @@ BEGIN
                         CASE WHEN ws.step_type = 'batch_worker' THEN ws.inputs->'batch' END AS batch
                    FROM unnest(p_steps, p_states) WITH ORDINALITY u(step, state, ord)
                    JOIN tasker.workflow_steps ws ON ws.workflow_step_uuid = u.step
+                        -- by key whatever the join's plan
+                        AND ws.workflow_step_uuid = ANY (p_steps)
                   ORDER BY u.ord
         LOOP
             IF r.batch IS NOT NULL AND r.state = 'pending' THEN

@@ -192,21 +192,22 @@ DECLARE
     r record;
     v_skipped integer;
 BEGIN
-    FOR r IN SELECT c.workflow_step_uuid FROM tasker.workflow_step_edges e
-               JOIN tasker.workflow_steps c ON c.workflow_step_uuid = e.to_step_uuid
-              WHERE e.from_step_uuid = p_step AND NOT (v_selected ? c.name)
+    -- Children and parents by key (scalar subqueries; see README.md, plans).
+    FOR r IN SELECT e.to_step_uuid FROM tasker.workflow_step_edges e
+              WHERE e.from_step_uuid = p_step
+                AND NOT (v_selected ? (SELECT c.name FROM tasker.workflow_steps c
+                                        WHERE c.workflow_step_uuid = e.to_step_uuid))
     LOOP
-        PERFORM tasker.try_transition_step(r.workflow_step_uuid, 'pending', 'cancelled',
+        PERFORM tasker.try_transition_step(r.to_step_uuid, 'pending', 'cancelled',
             jsonb_build_object('reason', 'not selected by decision step', 'decision_step', p_step));
     END LOOP;
     LOOP
         v_skipped := 0;
         FOR r IN SELECT sr.workflow_step_uuid FROM tasker.tasks_step_readiness(ARRAY[p_task]) sr
                   WHERE sr.current_state = 'pending' AND sr.total_parents > 0
-                    AND NOT EXISTS (
-                        SELECT 1 FROM tasker.workflow_step_edges e
-                         WHERE e.to_step_uuid = sr.workflow_step_uuid
-                           AND tasker.step_state_of(e.from_step_uuid) <> 'cancelled')
+                    AND (SELECT count(*) FROM tasker.workflow_step_edges e
+                          WHERE e.to_step_uuid = sr.workflow_step_uuid
+                            AND tasker.step_state_of(e.from_step_uuid) <> 'cancelled') = 0
         LOOP
             PERFORM tasker.try_transition_step(r.workflow_step_uuid, 'pending', 'cancelled',
                 '{"reason": "every parent was skipped"}'::jsonb);

@@ -106,11 +106,12 @@ BEGIN
         RETURN;
     END IF;
     v_state := tasker.task_state_of(p_task);
+    -- Every table by key (see README.md, plans).
     SELECT tasker.worker_queue_name(ns.name) INTO v_queue
-      FROM tasker.tasks t
-      JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+      FROM tasker.named_tasks nt
       JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
-     WHERE t.task_uuid = p_task;
+     WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
+                                  WHERE t.task_uuid = p_task);
     FOR s IN SELECT ws.workflow_step_uuid AS step, ws.name, ws.next_retry_at,
                     ws.state AS state
                FROM tasker.workflow_steps ws WHERE ws.task_uuid = p_task ORDER BY ws.name
@@ -172,9 +173,9 @@ BEGIN
     END IF;
     SELECT clock_timestamp() - greatest(
                (SELECT max(tt.created_at) FROM tasker.task_transitions tt WHERE tt.task_uuid = p_task),
-               (SELECT max(st.created_at) FROM tasker.workflow_steps ws
-                  JOIN tasker.workflow_step_transitions st USING (workflow_step_uuid)
-                 WHERE ws.task_uuid = p_task))
+               (SELECT max((SELECT max(st.created_at) FROM tasker.workflow_step_transitions st
+                             WHERE st.workflow_step_uuid = ws.workflow_step_uuid))
+                  FROM tasker.workflow_steps ws WHERE ws.task_uuid = p_task))
       INTO v_idle;
     IF p_dead_after > interval '0' AND v_idle >= p_dead_after THEN
         v_stuck := format('%s (idle for %s)', v_stuck, date_trunc('second', v_idle));
@@ -247,7 +248,7 @@ BEGIN
                        FROM jsonb_array_elements(nt.template->'steps') ts
                       WHERE ts->>'name' = ws.name) AS budget
                FROM tasker.workflow_steps ws
-               JOIN tasker.tasks t ON t.task_uuid = ws.task_uuid
+               JOIN tasker.tasks t ON t.task_uuid = ws.task_uuid AND t.task_uuid = p_task
                JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
               WHERE ws.task_uuid = p_task
     LOOP
@@ -255,6 +256,7 @@ BEGIN
                 SELECT 1 FROM tasker.workflow_steps ws
                   JOIN tasker.workflow_step_transitions st
                     ON st.workflow_step_uuid = ws.workflow_step_uuid AND st.sort_key = ws.transitions
+                       AND st.workflow_step_uuid = s.step
                  WHERE ws.workflow_step_uuid = s.step
                    AND st.metadata->>'reason' = 'dead_letter')) THEN
             PERFORM tasker.transition_step(s.step, s.state, 'pending',
