@@ -54,11 +54,9 @@ pub struct OrchestrationConfig {
     pub result_batch_size: i32,
     /// Safety-net poll when no notification arrives.
     pub fallback_poll_ms: u64,
-    /// How often to ANALYZE grown tables and VACUUM queue tables (see
+    /// How often to VACUUM queue tables full of dead rows (see
     /// orchestration/maintenance.rs); 0 turns it off.
     pub maintenance_interval_ms: u64,
-    /// ANALYZE a table once this many rows (and a fifth of it) changed.
-    pub analyze_min_changes: i64,
     /// VACUUM a queue table once it holds this many dead rows.
     pub vacuum_min_dead_rows: i64,
     /// How often the staleness detector looks for work nobody was told
@@ -134,7 +132,6 @@ impl Default for OrchestrationConfig {
             result_batch_size: 32,
             fallback_poll_ms: 5_000,
             maintenance_interval_ms: 5_000,
-            analyze_min_changes: 500,
             vacuum_min_dead_rows: 1_000,
             staleness_interval_ms: 1_000,
             task_stale_after_s: 300,

@@ -1,18 +1,21 @@
 //! Database upkeep for a queue-shaped workload.
 //!
-//! Two things go wrong on a busy engine between autovacuum's visits (one a
-//! minute by default): the queue tables fill with dead rows (every message
-//! is inserted, updated and deleted) that each read must step over, and
-//! cached plans made while the tables were nearly empty (sequential scans)
-//! stay in use as the tables grow, because only ANALYZE invalidates them.
-//! Measured on the linear benchmark: P50 drifted from 9 ms to 13 ms over
-//! 2,000 tasks without this, and stayed at 9 ms with it.
+//! The queue tables fill with dead rows between autovacuum's visits (one a
+//! minute by default): every message is inserted, updated and deleted, and
+//! each claim's pick steps over the dead index entries. So every
+//! `maintenance_interval_ms` an orchestrator reads the table statistics
+//! and runs `VACUUM` on the queue tables with many dead rows. Of several
+//! orchestrators, one does a given pass (an advisory lock), and it uses
+//! SKIP_LOCKED so it never waits on autovacuum.
 //!
-//! So every `maintenance_interval_ms` an orchestrator reads the table
-//! statistics and runs `ANALYZE` on tasker and pgmq tables that changed a
-//! lot since their last analyze, and `VACUUM` on queue tables with many
-//! dead rows. Of several orchestrators, one does a given pass (an advisory
-//! lock), and it uses SKIP_LOCKED so it never waits on autovacuum.
+//! It does not ANALYZE the engine's tables. It used to, every pass, so that
+//! cached plans made while the tables were empty would follow their
+//! growth; the hot path's statements now look every row up by key
+//! whatever the statistics say (engine/sql/README.md, tests/e2e/plans.rs),
+//! and each ANALYZE made every backend plan its hot-path statements again
+//! and cost CPU in the middle of the load: linear at 250 tasks/s had a P99
+//! of 268-549 ms with it and 98-130 ms without (docs/performance.md).
+//! Autovacuum still keeps the statistics for everything else.
 
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +25,7 @@ use crate::config::OrchestrationConfig;
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MaintenanceReport {
-    pub analyzed: Vec<String>,
+    /// The queue tables vacuumed.
     pub vacuumed: Vec<String>,
 }
 
@@ -63,31 +66,24 @@ async fn pass(
     conn: &mut PgConnection,
     config: &OrchestrationConfig,
 ) -> Result<MaintenanceReport, sqlx::Error> {
-    let tables: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT schemaname::text, relname::text, n_live_tup, n_dead_tup, n_mod_since_analyze
-           FROM pg_stat_user_tables WHERE schemaname IN ('tasker', 'pgmq')",
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, relname)
+           FROM pg_stat_user_tables
+          WHERE schemaname = 'pgmq' AND relname LIKE 'q\\_%' AND n_dead_tup >= $1
+          ORDER BY relname",
     )
+    .bind(config.vacuum_min_dead_rows)
     .fetch_all(&mut *conn)
     .await?;
     let mut report = MaintenanceReport::default();
-    for (schema, table, live, dead, changed) in tables {
-        let name = format!("\"{schema}\".\"{table}\"");
-        let is_queue = schema == "pgmq" && table.starts_with("q_");
-        if is_queue && dead >= config.vacuum_min_dead_rows {
-            // VACUUM may not run inside a transaction block: it goes alone,
-            // in autocommit. Not kept as a prepared statement.
-            sqlx::query(&format!("VACUUM (SKIP_LOCKED, ANALYZE) {name}"))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            report.vacuumed.push(name);
-        } else if changed >= config.analyze_min_changes.max(live / 5) {
-            sqlx::query(&format!("ANALYZE (SKIP_LOCKED) {name}"))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            report.analyzed.push(name);
-        }
+    for name in tables {
+        // VACUUM may not run inside a transaction block: it goes alone,
+        // in autocommit. Not kept as a prepared statement.
+        sqlx::query(&format!("VACUUM (SKIP_LOCKED, ANALYZE) {name}"))
+            .persistent(false)
+            .execute(&mut *conn)
+            .await?;
+        report.vacuumed.push(name);
     }
     Ok(report)
 }

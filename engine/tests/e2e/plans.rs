@@ -119,7 +119,7 @@ async fn a_task_reads_as_many_steps_in_a_full_database_as_in_an_empty_one() {
         .await
         .unwrap();
     // A fresh database is analyzed early (autovacuum, after its first
-    // changes, or the engine's maintenance): the statistics then say the
+    // changes): the statistics then say the
     // tables are tiny, and plans are made with them until the next ANALYZE.
     rows_read_by_one_task(&mut hot, 0).await;
     sqlx::query("ANALYZE").execute(&setup).await.unwrap();

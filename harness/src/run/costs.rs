@@ -9,7 +9,7 @@
 //! from pg_stat_user_tables, which backends publish lazily (when idle, at
 //! most once a second, or ten seconds later): that reading first waits for
 //! the idle engine's backends to publish. The harness's own statistics
-//! queries and orchestration's maintenance (ANALYZE, VACUUM) are left out.
+//! queries and orchestration's maintenance (VACUUM of the queues) are left out.
 
 use std::time::Duration;
 

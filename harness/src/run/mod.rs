@@ -153,7 +153,8 @@ async fn measure(
         let samples = plan.samples.unwrap_or(latency_plan.samples);
         latency::warm_up(client, &mut requests, latency_plan.warmup, timeout).await?;
         // What orchestration's maintenance does every few seconds in a long
-        // run: analyze the tables the warm-up grew (not counted as cost).
+        // run: vacuum the queue tables the warm-up filled with dead rows
+        // (not counted as cost).
         let settled = costs::Counters::read_settled(pool).await?;
         maintenance::run_once(pool, &plan.engine_config.orchestration).await?;
         let before = costs::Counters::read(pool).await?.with_rows_from(&settled);
