@@ -61,6 +61,7 @@ pub const FILES: &[SqlFile<'static>] = &[
     sql_file!("results.sql"),
     sql_file!("batches.sql"),
     sql_file!("staleness.sql"),
+    sql_file!("retention.sql"),
     sql_file!("worker_queues.sql"),
 ];
 

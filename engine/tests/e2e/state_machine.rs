@@ -270,3 +270,82 @@ async fn maintenance_vacuums_queues_and_leaves_the_engine_tables_alone() {
     engine.shutdown().await;
 }
 
+/// Rows of `task` in every table that holds a task's data.
+async fn rows_of_task(pool: &PgPool, task: Uuid) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "WITH s AS (SELECT workflow_step_uuid FROM tasker.workflow_steps WHERE task_uuid = $1)
+         SELECT 'tasks', count(*) FROM tasker.tasks WHERE task_uuid = $1
+         UNION ALL SELECT 'task_transitions', count(*) FROM tasker.task_transitions WHERE task_uuid = $1
+         UNION ALL SELECT 'workflow_steps', count(*) FROM s
+         UNION ALL SELECT 'workflow_step_edges', count(*) FROM tasker.workflow_step_edges
+                    WHERE from_step_uuid IN (SELECT * FROM s) OR to_step_uuid IN (SELECT * FROM s)
+         UNION ALL SELECT 'workflow_step_transitions', count(*) FROM tasker.workflow_step_transitions
+                    WHERE workflow_step_uuid IN (SELECT * FROM s)
+                       OR workflow_step_uuid NOT IN (SELECT workflow_step_uuid FROM tasker.workflow_steps)
+         UNION ALL SELECT 'workflow_step_result_audit', count(*) FROM tasker.workflow_step_result_audit
+                    WHERE task_uuid = $1",
+    )
+    .bind(task)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deleting_finished_tasks_takes_their_history_and_leaves_running_ones() {
+    let database = tasker_engine::testing::test_database().await.unwrap();
+    let engine = crate::start_on(
+        &database.url,
+        crate::test_config(),
+        &scenario("linear_workflow"),
+        tasker_scenarios::registry(),
+    )
+    .await;
+    let request = |key: &str| {
+        TaskRequest::new(
+            "linear",
+            "linear_workflow",
+            "1.0.0",
+            json!({"even_number": 2}),
+        )
+        .with_idempotency_key(key.to_string())
+    };
+    let mut finished = Vec::new();
+    for key in ["delete-1", "delete-2"] {
+        let (task, state) = engine
+            .client
+            .run_task(&request(key), crate::TASK_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(state, TaskState::Complete);
+        finished.push(task);
+    }
+    engine.shutdown().await;
+    let pool = tasker_engine::database::connect(&database.url, &Default::default())
+        .await
+        .unwrap();
+    // No worker now: this one stays in process.
+    let running = create_task(&pool, &request("delete-3"))
+        .await
+        .unwrap()
+        .task_uuid;
+    let before = rows_of_task(&pool, running).await;
+
+    let mut all = finished.clone();
+    all.push(running);
+    let mut deleted: Vec<Uuid> = sqlx::query_scalar("SELECT * FROM tasker.delete_tasks($1)")
+        .bind(&all)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    deleted.sort();
+    finished.sort();
+    assert_eq!(deleted, finished);
+    for task in finished {
+        for (table, rows) in rows_of_task(&pool, task).await {
+            assert_eq!(rows, 0, "{table} still holds rows of deleted task {task}");
+        }
+    }
+    assert_eq!(rows_of_task(&pool, running).await, before);
+    assert_eq!(before[2], ("workflow_steps".to_string(), 4), "{before:?}");
+}

@@ -1,0 +1,24 @@
+-- Deleting finished tasks, with everything that is theirs: their steps,
+-- edges, checkpoints and dead letters (foreign keys with ON DELETE
+-- CASCADE) and their history, which keeps no foreign keys (migration
+-- 20261205000001) and so is deleted here explicitly. A task that has not
+-- finished (complete, error, cancelled, resolved manually) is left alone:
+-- its messages are still on their way. Returns the tasks deleted.
+CREATE OR REPLACE FUNCTION tasker.delete_tasks(p_tasks uuid[]) RETURNS SETOF uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_tasks uuid[];
+    v_steps uuid[];
+BEGIN
+    -- Locked, so a task cannot be deleted while something else changes it.
+    v_tasks := ARRAY(SELECT t.task_uuid FROM tasker.tasks t
+                      WHERE t.task_uuid = ANY (p_tasks)
+                        AND t.state IN ('complete', 'error', 'cancelled', 'resolved_manually')
+                        FOR UPDATE);
+    SELECT coalesce(array_agg(ws.workflow_step_uuid), '{}') INTO v_steps
+      FROM tasker.workflow_steps ws WHERE ws.task_uuid = ANY (v_tasks);
+    DELETE FROM tasker.workflow_step_transitions t WHERE t.workflow_step_uuid = ANY (v_steps);
+    DELETE FROM tasker.workflow_step_result_audit a WHERE a.workflow_step_uuid = ANY (v_steps);
+    DELETE FROM tasker.task_transitions t WHERE t.task_uuid = ANY (v_tasks);
+    RETURN QUERY DELETE FROM tasker.tasks t WHERE t.task_uuid = ANY (v_tasks) RETURNING t.task_uuid;
+END $$;
