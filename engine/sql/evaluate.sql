@@ -5,10 +5,13 @@
 -- task's row lock; task creation enqueues its root steps with
 -- tasker.enqueue_steps and the execution context.
 
--- Their columns changed (step_type, ready_batch_workers): CREATE OR REPLACE
--- cannot change a function's result type.
+-- Their columns or arguments changed (readiness: the children of
+-- completed steps, in_flight, parents_in_flight; evaluate_tasks: the
+-- completed steps): CREATE OR REPLACE cannot change a function's result
+-- type, and with other arguments it makes a second function.
 DROP FUNCTION IF EXISTS tasker.tasks_execution_context(uuid[]);
 DROP FUNCTION IF EXISTS tasker.tasks_step_readiness(uuid[]);
+DROP FUNCTION IF EXISTS tasker.evaluate_tasks(uuid[]);
 
 -- Decide what a task does next from its execution context: finalize it,
 -- enqueue what became ready, or record that it waits. The caller holds
@@ -90,13 +93,27 @@ END $$;
 -- workers, or not in steps_in_process) goes through evaluate_task.
 -- Per-task evaluation cost a dozen statements a task; this is a handful a
 -- batch.
+--
+-- p_completed: steps of these tasks that the caller has just completed,
+-- for tasks whose only news in this batch those completions are (no
+-- other result, no retry's wake-up, no batch worker among them). Such a
+-- task in steps_in_process was evaluated after its previous change, so
+-- every step that was ready then was enqueued; the completions can only
+-- have made their own children ready. So its children's readiness alone
+-- decides it when a child became ready (enqueue it) or a child still
+-- waits on a parent in flight (nothing to do: that parent's result will
+-- evaluate the task again). Only a task that is neither (its last steps
+-- completed, or something else to settle) has every step's readiness
+-- computed. A linear step reads its one child instead of the whole task;
+-- a fan-in, its join's parents.
+--
 -- The UPDATEs find their rows by key in arrays (`= ANY`), never by a join:
 -- a join's plan, made once a session while the tables were tiny, walked
 -- the whole of workflow_steps for every task once they had grown
 -- (plans.rs tests it).
 -- It runs under its caller's settings (process_step_results: one generic
 -- plan, no sequential scans), which hold for the functions it calls.
-CREATE OR REPLACE FUNCTION tasker.evaluate_tasks(p_tasks uuid[])
+CREATE OR REPLACE FUNCTION tasker.evaluate_tasks(p_tasks uuid[], p_completed uuid[])
 RETURNS TABLE (task_uuid uuid, task_state tasker.task_state, enqueued integer, next_retry_at timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -104,36 +121,55 @@ DECLARE
     r record;
     -- the tasks evaluated here, and for each (same index) what it needs
     v_tasks uuid[] := '{}';
-    v_queues text[] := '{}';
     v_next_retry timestamptz[] := '{}';
     v_finishing uuid[] := '{}';
     v_finish_metadata jsonb[] := '{}';
     -- the steps to enqueue, all tasks' together, and their current states
     v_ready uuid[] := '{}';
     v_ready_states tasker.step_state[] := '{}';
+    v_rest uuid[] := p_tasks;
     v_finished uuid[];
     v_enqueued_tasks uuid[] := '{}';
     v_task uuid;
 BEGIN
+    IF cardinality(p_completed) > 0 THEN
+        -- The tasks decided by the children of their completed steps.
+        WITH children AS MATERIALIZED (
+            SELECT * FROM tasker.tasks_step_readiness('{}', p_completed)
+        ), decided AS MATERIALIZED (
+            SELECT c.task_uuid
+              FROM children c
+             GROUP BY c.task_uuid
+            HAVING (bool_or(c.ready) OR bool_or(c.parents_in_flight > 0))
+               AND NOT bool_or(c.ready AND c.step_type = 'batch_worker')
+               AND (SELECT t.state FROM tasker.tasks t WHERE t.task_uuid = c.task_uuid)
+                   = 'steps_in_process'
+        )
+        SELECT ARRAY(SELECT d.task_uuid FROM decided d),
+               ARRAY(SELECT c.workflow_step_uuid FROM children c
+                      WHERE c.ready AND c.task_uuid IN (SELECT d.task_uuid FROM decided d)
+                      ORDER BY c.task_uuid, c.name),
+               ARRAY(SELECT c.current_state FROM children c
+                      WHERE c.ready AND c.task_uuid IN (SELECT d.task_uuid FROM decided d)
+                      ORDER BY c.task_uuid, c.name)
+          INTO v_tasks, v_ready, v_ready_states;
+        v_next_retry := array_fill(NULL::timestamptz, ARRAY[cardinality(v_tasks)]);
+        v_rest := ARRAY(SELECT t FROM unnest(p_tasks) t WHERE NOT (t = ANY (v_tasks)));
+    END IF;
+
     FOR r IN
-        -- The task's row and queue by key (scalar subqueries, see
+        -- The task's row by key (a scalar subquery, see
         -- tasks_step_readiness).
         SELECT c.task_uuid, c.next_retry_at, c.ready_step_uuids, c.ready_step_states,
                c.execution_status = 'all_complete' AS finishing,
-               c.completed_steps, c.skipped_steps,
-               (SELECT tasker.worker_queue_name(ns.name)
-                  FROM tasker.named_tasks nt
-                  JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
-                 WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
-                                              WHERE t.task_uuid = c.task_uuid)) AS queue
-          FROM tasker.tasks_execution_context(p_tasks) c
+               c.completed_steps, c.skipped_steps
+          FROM tasker.tasks_execution_context(v_rest) c
          WHERE c.execution_status IN ('processing', 'has_ready_steps', 'all_complete')
            AND c.ready_batch_workers = 0
            AND (SELECT t.state FROM tasker.tasks t WHERE t.task_uuid = c.task_uuid)
                = 'steps_in_process'
     LOOP
         v_tasks := v_tasks || r.task_uuid;
-        v_queues := v_queues || r.queue;
         v_next_retry := v_next_retry || r.next_retry_at;
         IF r.finishing THEN
             v_finishing := v_finishing || r.task_uuid;
@@ -165,7 +201,8 @@ BEGIN
         PERFORM pg_notify('tasker_task_finalized', v_task::text || ':complete');
     END LOOP;
 
-    -- The ready steps of every task, one send per worker queue.
+    -- The ready steps of every task, one send per worker queue. Each
+    -- task's queue by key (scalar subqueries, see tasks_step_readiness).
     FOR r IN
         WITH moved AS (
             UPDATE tasker.workflow_steps ws
@@ -180,14 +217,23 @@ BEGIN
                 (workflow_step_uuid, from_state, to_state, sort_key)
             SELECT m.workflow_step_uuid, v_ready_states[m.ord], 'enqueued', m.transitions
               FROM moved m
+        ), queues AS (
+            SELECT mt.task_uuid,
+                   (SELECT tasker.worker_queue_name(ns.name)
+                      FROM tasker.named_tasks nt
+                      JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
+                     WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
+                                                  WHERE t.task_uuid = mt.task_uuid)) AS queue
+              FROM (SELECT DISTINCT m.task_uuid FROM moved m) mt
         )
-        SELECT v_queues[array_position(v_tasks, m.task_uuid)] AS queue,
+        SELECT q.queue,
                array_agg(m.task_uuid ORDER BY m.ord) AS tasks,
                array_agg(jsonb_build_object('task_uuid', m.task_uuid,
                    'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
                    ORDER BY m.ord) AS messages
           FROM moved m
-         GROUP BY 1
+          JOIN queues q ON q.task_uuid = m.task_uuid
+         GROUP BY q.queue
     LOOP
         PERFORM tasker.send_to_worker_queue(r.queue, r.messages);
         v_enqueued_tasks := v_enqueued_tasks || r.tasks;
@@ -239,17 +285,19 @@ LANGUAGE sql STABLE AS $$
      WHERE ws.task_uuid = p_task AND ws.state = 'error'
 $$;
 
--- Readiness of every step of the given tasks. A step is ready when it is
--- pending or waiting for retry, every parent is complete, resolved
+-- Readiness of every step of the given tasks, and of the children of the
+-- given steps (p_children_of: steps just completed, whose children are
+-- the only steps their completion can make ready). A step is ready when
+-- it is pending or waiting for retry, every parent is complete, resolved
 -- manually or skipped (cancelled by a decision), it has attempts left and
 -- its backoff has passed. Set-returning SQL, inlined into its callers'
 -- statements (a single SELECT, STABLE), so it is planned with them.
--- Every table is read by key: the steps by their tasks, then for each
--- step its parents' edges and each parent's state (scalar subqueries,
--- which PostgreSQL runs as lookups by the outer row's key). Joined to the
--- steps instead, the edges were read whole by plans made on tiny tables
--- (plans.rs).
-CREATE OR REPLACE FUNCTION tasker.tasks_step_readiness(p_tasks uuid[])
+-- Every table is read by key: the steps by their tasks or uuids, then for
+-- each step its parents' edges and each parent's state (scalar
+-- subqueries, which PostgreSQL runs as lookups by the outer row's key).
+-- Joined to the steps instead, the edges were read whole by plans made on
+-- tiny tables (plans.rs).
+CREATE OR REPLACE FUNCTION tasker.tasks_step_readiness(p_tasks uuid[], p_children_of uuid[] DEFAULT '{}')
 RETURNS TABLE (
     task_uuid          uuid,
     workflow_step_uuid uuid,
@@ -257,6 +305,9 @@ RETURNS TABLE (
     current_state      tasker.step_state,
     total_parents      integer,
     completed_parents  integer,
+    -- parents on their way through a worker (tasker.step_in_flight)
+    parents_in_flight  integer,
+    in_flight          boolean,
     attempts           integer,
     max_attempts       integer,
     next_retry_at      timestamptz,
@@ -264,28 +315,32 @@ RETURNS TABLE (
     step_type          text
 )
 LANGUAGE sql STABLE AS $$
-    WITH steps AS (
-        SELECT s.task_uuid, s.workflow_step_uuid, s.name, s.state, s.attempts, s.max_attempts,
-               s.next_retry_at, s.step_type,
-               -- {parents, parents done}
-               (SELECT ARRAY[count(*), count(*) FILTER (WHERE
-                           (SELECT p.state FROM tasker.workflow_steps p
-                             WHERE p.workflow_step_uuid = e.from_step_uuid)
-                           IN ('complete', 'resolved_manually', 'cancelled'))]::integer[]
-                  FROM tasker.workflow_step_edges e
-                 WHERE e.to_step_uuid = s.workflow_step_uuid) AS parents
-          FROM tasker.workflow_steps s
-         WHERE s.task_uuid = ANY (p_tasks)
-    )
     SELECT s.task_uuid, s.workflow_step_uuid, s.name, s.state,
-           s.parents[1], s.parents[2],
+           p.parents, p.done, p.in_flight, tasker.step_in_flight(s.state),
            s.attempts, s.max_attempts, s.next_retry_at,
            s.state IN ('pending', 'waiting_for_retry')
-             AND s.parents[2] = s.parents[1]
+             AND p.done = p.parents
              AND s.attempts < s.max_attempts
              AND (s.next_retry_at IS NULL OR s.next_retry_at <= clock_timestamp()),
            s.step_type
-      FROM steps s
+      FROM tasker.workflow_steps s
+      -- The parents counted once a step (LATERAL: an aggregate, so never
+      -- pulled up into a join); as a scalar subquery whose array was
+      -- indexed three times, it was run once per index.
+     CROSS JOIN LATERAL (
+        SELECT count(*)::integer AS parents,
+               (count(*) FILTER (WHERE pe.state IN ('complete', 'resolved_manually', 'cancelled')))::integer AS done,
+               (count(*) FILTER (WHERE tasker.step_in_flight(pe.state)))::integer AS in_flight
+          FROM (SELECT (SELECT p.state FROM tasker.workflow_steps p
+                         WHERE p.workflow_step_uuid = e.from_step_uuid) AS state
+                  FROM tasker.workflow_step_edges e
+                 WHERE e.to_step_uuid = s.workflow_step_uuid
+                -- kept a subquery, so each parent is looked up once
+                OFFSET 0) pe
+     ) p
+     WHERE s.task_uuid = ANY (p_tasks)
+        OR s.workflow_step_uuid = ANY (ARRAY(SELECT e.to_step_uuid FROM tasker.workflow_step_edges e
+                                              WHERE e.from_step_uuid = ANY (p_children_of)))
 $$;
 
 -- What each of the given tasks' steps add up to, and what orchestration
@@ -323,8 +378,7 @@ LANGUAGE sql STABLE AS $$
                count(r.workflow_step_uuid)::integer AS total,
                (count(*) FILTER (WHERE r.current_state = 'pending'))::integer AS pending,
                (count(*) FILTER (WHERE r.ready))::integer AS ready,
-               (count(*) FILTER (WHERE r.current_state IN ('enqueued', 'in_progress',
-                    'enqueued_for_orchestration', 'enqueued_as_error_for_orchestration')))::integer AS in_flight,
+               (count(*) FILTER (WHERE r.in_flight))::integer AS in_flight,
                (count(*) FILTER (WHERE r.current_state = 'waiting_for_retry'))::integer AS retrying,
                (count(*) FILTER (WHERE r.current_state IN ('complete', 'resolved_manually')))::integer AS completed,
                (count(*) FILTER (WHERE r.current_state = 'error'))::integer AS failed,

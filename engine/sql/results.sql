@@ -31,8 +31,13 @@ DECLARE
     v_task uuid;
     v_tasks uuid[] := '{}';
     v_steps uuid[] := '{}';
+    v_step_tasks uuid[] := '{}';
     v_completed uuid[];
+    v_completed_tasks uuid[];
+    -- tasks with news other than plain completions: evaluated in full
+    v_full uuid[] := '{}';
     v_step uuid;
+    v_i integer := 0;
     v_taken integer := 0;
 BEGIN
     -- The messages are taken and deleted in one statement: this whole batch
@@ -68,6 +73,9 @@ BEGIN
         END IF;
         IF m.message ? 'step_uuid' THEN
             v_steps := v_steps || (m.message->>'step_uuid')::uuid;
+            v_step_tasks := v_step_tasks || v_task;
+        ELSE
+            v_full := v_full || v_task; -- a retry's backoff has passed
         END IF;
     END LOOP;
     -- The common result, a step completed that starts nothing of its own
@@ -81,22 +89,39 @@ BEGIN
          WHERE ws.workflow_step_uuid = ANY (v_steps)
            AND ws.state = 'enqueued_for_orchestration'
            AND ws.step_type NOT IN ('decision', 'batchable')
-           AND ws.task_uuid = ANY (v_tasks)
-        RETURNING ws.workflow_step_uuid, ws.transitions
+           -- A filter on the rows found, not a second key: as
+           -- `task_uuid = ANY (v_tasks)` the plan could find the steps by
+           -- their tasks and read every step of a long task.
+           AND array_position(v_tasks, ws.task_uuid) IS NOT NULL
+        RETURNING ws.workflow_step_uuid, ws.task_uuid, ws.step_type, ws.transitions
     ), history AS (
         INSERT INTO tasker.workflow_step_transitions
             (workflow_step_uuid, from_state, to_state, sort_key)
         SELECT d.workflow_step_uuid, 'enqueued_for_orchestration', 'complete', d.transitions
           FROM done d
     )
-    SELECT coalesce(array_agg(d.workflow_step_uuid), '{}') INTO v_completed FROM done d;
+    SELECT coalesce(array_agg(d.workflow_step_uuid), '{}'), coalesce(array_agg(d.task_uuid), '{}'),
+           v_full || coalesce(array_agg(d.task_uuid) FILTER (WHERE d.step_type = 'batch_worker'), '{}')
+      INTO v_completed, v_completed_tasks, v_full FROM done d;
     -- Every other result (errors, retries, decisions, batches, messages
     -- whose step is not waiting for one) one at a time, in message order.
     FOREACH v_step IN ARRAY v_steps LOOP
+        v_i := v_i + 1;
         CONTINUE WHEN v_step = ANY (v_completed);
+        -- Its task is evaluated in full (the message's, and the step's own
+        -- should the message name another).
+        v_full := v_full || v_step_tasks[v_i]
+                  || ARRAY(SELECT ws.task_uuid FROM tasker.workflow_steps ws
+                            WHERE ws.workflow_step_uuid = v_step);
         PERFORM tasker.apply_step_result(v_step);
     END LOOP;
-    RETURN QUERY SELECT e.*, v_taken FROM tasker.evaluate_tasks(v_tasks) e;
+    -- The completions of the tasks that had no other news (a finished batch
+    -- worker frees a slot for its waiting siblings: other news) let
+    -- evaluate_tasks decide them from the completed steps' children.
+    RETURN QUERY SELECT e.*, v_taken
+      FROM tasker.evaluate_tasks(v_tasks,
+               ARRAY(SELECT c.step FROM unnest(v_completed, v_completed_tasks) c(step, task)
+                      WHERE NOT (c.task = ANY (v_full)))) e;
     -- A batch of rejected messages only still says how many were taken.
     IF cardinality(v_tasks) = 0 AND v_taken > 0 THEN
         RETURN QUERY SELECT NULL::uuid, NULL::tasker.task_state, 0, NULL::timestamptz, v_taken;

@@ -23,6 +23,16 @@ BEGIN
     RETURN (SELECT state FROM tasker.workflow_steps WHERE workflow_step_uuid = p_step);
 END $$;
 
+-- A step on its way through a worker or back (its message is on a queue,
+-- or a worker holds it): something will report on it and make its task
+-- be evaluated again. IMMUTABLE SQL of one expression, so it is inlined
+-- into the queries that call it.
+CREATE OR REPLACE FUNCTION tasker.step_in_flight(p_state tasker.step_state) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration',
+                       'enqueued_as_error_for_orchestration')
+$$;
+
 -- Move a task from p_from to p_to. Raises TK001 when the pair is not a legal
 -- transition; returns false when the task is not in p_from (somebody else
 -- moved it first). The UPDATE's row lock makes it a true CAS: a concurrent

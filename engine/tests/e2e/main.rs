@@ -13,6 +13,7 @@ mod scenarios;
 mod sql_functions;
 mod staleness;
 mod state_machine;
+mod task_shape;
 mod templates;
 
 use std::time::Duration;

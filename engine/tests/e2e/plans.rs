@@ -91,7 +91,7 @@ async fn rows_read_by_one_task(conn: &mut PgConnection, n: i64) -> (i64, String)
 /// what its transactions did since it last reported to the statistics
 /// collector (never inside a transaction), so only differences within
 /// one transaction count.
-async fn rows_read(tx: &mut PgConnection) -> Vec<(String, i64)> {
+pub(crate) async fn rows_read(tx: &mut PgConnection) -> Vec<(String, i64)> {
     sqlx::query_as(
         "SELECT relname::text, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
            FROM pg_stat_xact_user_tables WHERE schemaname IN ('tasker', 'pgmq')

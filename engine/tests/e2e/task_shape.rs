@@ -1,0 +1,118 @@
+//! A step costs the same whatever the size of its task. Orchestration
+//! decides a task after a step completes from that step's children (their
+//! readiness, their parents), not from every step of the task: counted
+//! here as the rows orchestration's processing of each completion reads
+//! from the engine's tables and queues, for every middle step of a
+//! 16-step chain and of the 4-step linear chain.
+
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use tasker_engine::database::connect_options;
+use tasker_engine::orchestration::register_templates;
+use tasker_engine::testing::test_database;
+use uuid::Uuid;
+
+use crate::plans::rows_read;
+use crate::scenario;
+
+/// Runs one task of `template` (namespace `namespace`, a chain: one step
+/// ready at a time; `n` makes its context, and so the task, new) through the hot path's functions in one transaction,
+/// and returns for each step the rows that processing its result read.
+async fn rows_read_processing_each_step(
+    conn: &mut PgConnection,
+    namespace: &str,
+    template: &str,
+    steps: usize,
+    n: i64,
+) -> Vec<i64> {
+    let mut tx = conn.begin().await.unwrap();
+    let task: Uuid =
+        sqlx::query_scalar("SELECT task_uuid FROM tasker.create_task($1, $2, '1.0.0', $3, NULL)")
+            .bind(namespace)
+            .bind(template)
+            .bind(json!({"even_number": 2, "n": n}))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let mut reads = Vec::new();
+    for _ in 0..steps {
+        let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(&format!(
+            r#"SELECT msg_id, workflow_step_uuid, claim_token
+                 FROM tasker."claim_worker_{namespace}_queue"(30, 10, 'w')"#
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(
+            claimed.len(),
+            1,
+            "one step of the chain at a time (step {})",
+            reads.len() + 1
+        );
+        let (msg, step, token) = claimed[0];
+        let results = json!([{
+            "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
+            "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
+        }]);
+        sqlx::query(&format!(
+            r#"SELECT accepted FROM tasker."submit_worker_{namespace}_queue"($1)"#
+        ))
+        .bind(results)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        let before = rows_read(&mut tx).await;
+        sqlx::query("SELECT * FROM tasker.process_step_results(10)")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        let after = rows_read(&mut tx).await;
+        reads.push(
+            after
+                .iter()
+                .zip(&before)
+                .map(|((_, after), (_, before))| after - before)
+                .sum(),
+        );
+    }
+    let state: String =
+        sqlx::query_scalar("SELECT state::text FROM tasker.tasks WHERE task_uuid = $1")
+            .bind(task)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(state, "complete");
+    tx.commit().await.unwrap();
+    reads
+}
+
+#[tokio::test]
+async fn a_middle_step_of_a_long_chain_reads_as_much_as_one_of_a_short_chain() {
+    let database = test_database().await.unwrap();
+    let setup = tasker_engine::database::connect(&database.url, &Default::default())
+        .await
+        .unwrap();
+    tasker_engine::database::migrate(&setup).await.unwrap();
+    register_templates(
+        &setup,
+        &[scenario("linear_workflow"), scenario("chain_workflow")],
+    )
+    .await
+    .unwrap();
+    let mut conn = PgConnection::connect_with(&connect_options(&database.url).unwrap())
+        .await
+        .unwrap();
+    // A first task of each, so that both are measured on warm plans.
+    rows_read_processing_each_step(&mut conn, "linear", "linear_workflow", 4, 1).await;
+    rows_read_processing_each_step(&mut conn, "chain", "chain_workflow", 16, 1).await;
+
+    let linear = rows_read_processing_each_step(&mut conn, "linear", "linear_workflow", 4, 2).await;
+    let chain = rows_read_processing_each_step(&mut conn, "chain", "chain_workflow", 16, 2).await;
+    // The middle steps: each completion enqueues the next step.
+    let short = &linear[1..3];
+    let long = &chain[1..15];
+    assert!(
+        long.iter().chain(short).all(|rows| *rows == short[0]),
+        "rows read processing each middle step: linear {short:?}, chain of 16 {long:?}"
+    );
+}
