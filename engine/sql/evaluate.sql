@@ -128,116 +128,123 @@ DECLARE
     v_ready uuid[] := '{}';
     v_ready_states tasker.step_state[] := '{}';
     v_rest uuid[] := p_tasks;
-    v_finished uuid[];
+    v_finished uuid[] := '{}';
     v_enqueued_tasks uuid[] := '{}';
     v_task uuid;
 BEGIN
+    -- Each statement below runs only when it has something to do: most of
+    -- a statement's cost here is starting it (the executor's start-up and
+    -- shutdown), not its rows.
+    -- The tasks decided by the children of their completed steps.
     IF cardinality(p_completed) > 0 THEN
-        -- The tasks decided by the children of their completed steps.
-        WITH children AS MATERIALIZED (
-            SELECT * FROM tasker.tasks_step_readiness('{}', p_completed)
-        ), decided AS MATERIALIZED (
-            SELECT c.task_uuid
-              FROM children c
+        FOR r IN
+            SELECT c.task_uuid,
+                   coalesce(array_agg(c.workflow_step_uuid ORDER BY c.name) FILTER (WHERE c.ready), '{}')
+                       AS ready_step_uuids,
+                   coalesce(array_agg(c.current_state ORDER BY c.name) FILTER (WHERE c.ready), '{}')
+                       AS ready_step_states
+              FROM tasker.tasks_step_readiness('{}', p_completed) c
              GROUP BY c.task_uuid
             HAVING (bool_or(c.ready) OR bool_or(c.parents_in_flight > 0))
                AND NOT bool_or(c.ready AND c.step_type = 'batch_worker')
                AND (SELECT t.state FROM tasker.tasks t WHERE t.task_uuid = c.task_uuid)
                    = 'steps_in_process'
-        )
-        SELECT ARRAY(SELECT d.task_uuid FROM decided d),
-               ARRAY(SELECT c.workflow_step_uuid FROM children c
-                      WHERE c.ready AND c.task_uuid IN (SELECT d.task_uuid FROM decided d)
-                      ORDER BY c.task_uuid, c.name),
-               ARRAY(SELECT c.current_state FROM children c
-                      WHERE c.ready AND c.task_uuid IN (SELECT d.task_uuid FROM decided d)
-                      ORDER BY c.task_uuid, c.name)
-          INTO v_tasks, v_ready, v_ready_states;
-        v_next_retry := array_fill(NULL::timestamptz, ARRAY[cardinality(v_tasks)]);
-        v_rest := ARRAY(SELECT t FROM unnest(p_tasks) t WHERE NOT (t = ANY (v_tasks)));
+        LOOP
+            v_tasks := v_tasks || r.task_uuid;
+            v_next_retry := v_next_retry || NULL::timestamptz;
+            v_ready := v_ready || r.ready_step_uuids;
+            v_ready_states := v_ready_states || r.ready_step_states;
+        END LOOP;
+        IF cardinality(v_tasks) = cardinality(p_tasks) THEN
+            v_rest := '{}';
+        ELSIF cardinality(v_tasks) > 0 THEN
+            v_rest := ARRAY(SELECT t FROM unnest(p_tasks) t WHERE NOT (t = ANY (v_tasks)));
+        END IF;
     END IF;
 
-    FOR r IN
-        -- The task's row by key (a scalar subquery, see
-        -- tasks_step_readiness).
-        SELECT c.task_uuid, c.next_retry_at, c.ready_step_uuids, c.ready_step_states,
-               c.execution_status = 'all_complete' AS finishing,
-               c.completed_steps, c.skipped_steps
-          FROM tasker.tasks_execution_context(v_rest) c
-         WHERE c.execution_status IN ('processing', 'has_ready_steps', 'all_complete')
-           AND c.ready_batch_workers = 0
-           AND (SELECT t.state FROM tasker.tasks t WHERE t.task_uuid = c.task_uuid)
-               = 'steps_in_process'
-    LOOP
-        v_tasks := v_tasks || r.task_uuid;
-        v_next_retry := v_next_retry || r.next_retry_at;
-        IF r.finishing THEN
-            v_finishing := v_finishing || r.task_uuid;
-            v_finish_metadata := v_finish_metadata || jsonb_build_object(
-                'completed_steps', r.completed_steps, 'skipped_steps', r.skipped_steps);
-        END IF;
-        v_ready := v_ready || r.ready_step_uuids;
-        v_ready_states := v_ready_states || r.ready_step_states;
-    END LOOP;
+    -- Every other task: every step's readiness.
+    IF cardinality(v_rest) > 0 THEN
+        FOR r IN
+            -- The task's row by key (a scalar subquery, see
+            -- tasks_step_readiness).
+            SELECT c.task_uuid, c.next_retry_at, c.ready_step_uuids, c.ready_step_states,
+                   c.execution_status = 'all_complete' AS finishing,
+                   c.completed_steps, c.skipped_steps
+              FROM tasker.tasks_execution_context(v_rest) c
+             WHERE c.execution_status IN ('processing', 'has_ready_steps', 'all_complete')
+               AND c.ready_batch_workers = 0
+               AND (SELECT t.state FROM tasker.tasks t WHERE t.task_uuid = c.task_uuid)
+                   = 'steps_in_process'
+        LOOP
+            v_tasks := v_tasks || r.task_uuid;
+            v_next_retry := v_next_retry || r.next_retry_at;
+            IF r.finishing THEN
+                v_finishing := v_finishing || r.task_uuid;
+                v_finish_metadata := v_finish_metadata || jsonb_build_object(
+                    'completed_steps', r.completed_steps, 'skipped_steps', r.skipped_steps);
+            END IF;
+            v_ready := v_ready || r.ready_step_uuids;
+            v_ready_states := v_ready_states || r.ready_step_states;
+        END LOOP;
+    END IF;
 
-    WITH finished AS (
-        UPDATE tasker.tasks t
-           SET state = 'complete', transitions = t.transitions + 2, complete = true,
-               completed_at = clock_timestamp(), updated_at = clock_timestamp()
-         WHERE t.task_uuid = ANY (v_finishing) AND t.state = 'steps_in_process'
-        RETURNING t.task_uuid, t.transitions
-    ), history AS (
-        INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key)
-        SELECT f.task_uuid, 'steps_in_process'::tasker.task_state,
-               'evaluating_results'::tasker.task_state, '{}'::jsonb, f.transitions - 1
-          FROM finished f
-        UNION ALL
-        SELECT f.task_uuid, 'evaluating_results', 'complete',
-               v_finish_metadata[array_position(v_finishing, f.task_uuid)], f.transitions
-          FROM finished f
-    )
-    SELECT coalesce(array_agg(f.task_uuid ORDER BY f.task_uuid), '{}') INTO v_finished FROM finished f;
-    FOREACH v_task IN ARRAY v_finished LOOP
-        PERFORM pg_notify('tasker_task_finalized', v_task::text || ':complete');
-    END LOOP;
-
-    -- The ready steps of every task, one send per worker queue. Each
-    -- task's queue by key (scalar subqueries, see tasks_step_readiness).
-    FOR r IN
-        WITH moved AS (
-            UPDATE tasker.workflow_steps ws
-               SET state = 'enqueued', transitions = ws.transitions + 1
-             WHERE ws.workflow_step_uuid = ANY (v_ready)
-               AND ws.state = v_ready_states[array_position(v_ready, ws.workflow_step_uuid)]
-               AND ws.state IN ('pending', 'waiting_for_retry')
-            RETURNING ws.task_uuid, ws.workflow_step_uuid, ws.transitions, ws.timeout_seconds,
-                      array_position(v_ready, ws.workflow_step_uuid) AS ord
+    IF cardinality(v_finishing) > 0 THEN
+        WITH finished AS (
+            UPDATE tasker.tasks t
+               SET state = 'complete', transitions = t.transitions + 2, complete = true,
+                   completed_at = clock_timestamp(), updated_at = clock_timestamp()
+             WHERE t.task_uuid = ANY (v_finishing) AND t.state = 'steps_in_process'
+            RETURNING t.task_uuid, t.transitions
         ), history AS (
-            INSERT INTO tasker.workflow_step_transitions
-                (workflow_step_uuid, from_state, to_state, sort_key)
-            SELECT m.workflow_step_uuid, v_ready_states[m.ord], 'enqueued', m.transitions
-              FROM moved m
-        ), queues AS (
-            SELECT mt.task_uuid,
-                   (SELECT tasker.worker_queue_name(ns.name)
+            INSERT INTO tasker.task_transitions (task_uuid, from_state, to_state, metadata, sort_key)
+            SELECT f.task_uuid, 'steps_in_process'::tasker.task_state,
+                   'evaluating_results'::tasker.task_state, '{}'::jsonb, f.transitions - 1
+              FROM finished f
+            UNION ALL
+            SELECT f.task_uuid, 'evaluating_results', 'complete',
+                   v_finish_metadata[array_position(v_finishing, f.task_uuid)], f.transitions
+              FROM finished f
+        )
+        SELECT coalesce(array_agg(f.task_uuid ORDER BY f.task_uuid), '{}') INTO v_finished FROM finished f;
+        FOREACH v_task IN ARRAY v_finished LOOP
+            PERFORM pg_notify('tasker_task_finalized', v_task::text || ':complete');
+        END LOOP;
+    END IF;
+
+    -- The ready steps of every task, one send per worker queue (each
+    -- step's by key: scalar subqueries, see tasks_step_readiness).
+    IF cardinality(v_ready) > 0 THEN
+        FOR r IN
+            WITH moved AS (
+                UPDATE tasker.workflow_steps ws
+                   SET state = 'enqueued', transitions = ws.transitions + 1
+                 WHERE ws.workflow_step_uuid = ANY (v_ready)
+                   AND ws.state = v_ready_states[array_position(v_ready, ws.workflow_step_uuid)]
+                   AND ws.state IN ('pending', 'waiting_for_retry')
+                RETURNING ws.task_uuid, ws.workflow_step_uuid, ws.transitions, ws.timeout_seconds,
+                          array_position(v_ready, ws.workflow_step_uuid) AS ord
+            ), history AS (
+                INSERT INTO tasker.workflow_step_transitions
+                    (workflow_step_uuid, from_state, to_state, sort_key)
+                SELECT m.workflow_step_uuid, v_ready_states[m.ord], 'enqueued', m.transitions
+                  FROM moved m
+            )
+            SELECT (SELECT tasker.worker_queue_name(ns.name)
                       FROM tasker.named_tasks nt
                       JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
                      WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
-                                                  WHERE t.task_uuid = mt.task_uuid)) AS queue
-              FROM (SELECT DISTINCT m.task_uuid FROM moved m) mt
-        )
-        SELECT q.queue,
-               array_agg(m.task_uuid ORDER BY m.ord) AS tasks,
-               array_agg(jsonb_build_object('task_uuid', m.task_uuid,
-                   'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
-                   ORDER BY m.ord) AS messages
-          FROM moved m
-          JOIN queues q ON q.task_uuid = m.task_uuid
-         GROUP BY q.queue
-    LOOP
-        PERFORM tasker.send_to_worker_queue(r.queue, r.messages);
-        v_enqueued_tasks := v_enqueued_tasks || r.tasks;
-    END LOOP;
+                                                  WHERE t.task_uuid = m.task_uuid)) AS queue,
+                   array_agg(m.task_uuid ORDER BY m.ord) AS tasks,
+                   array_agg(jsonb_build_object('task_uuid', m.task_uuid,
+                       'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
+                       ORDER BY m.ord) AS messages
+              FROM moved m
+             GROUP BY 1
+        LOOP
+            PERFORM tasker.send_to_worker_queue(r.queue, r.messages);
+            v_enqueued_tasks := v_enqueued_tasks || r.tasks;
+        END LOOP;
+    END IF;
 
     RETURN QUERY
     SELECT t.task, CASE WHEN t.task = ANY (v_finished) THEN 'complete'
