@@ -30,46 +30,12 @@ const FILLER_TASKS: usize = 500;
 async fn rows_read_by_one_task(conn: &mut PgConnection, n: i64) -> (i64, String) {
     let mut tx = conn.begin().await.unwrap();
     let before = rows_read(&mut tx).await;
-    let task: Uuid = sqlx::query_scalar(
-        "SELECT task_uuid FROM tasker.create_task('linear', 'linear_workflow', '1.0.0', $1, NULL)",
-    )
-    .bind(json!({"even_number": 2, "n": n}))
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
+    let task = create_chain_task(&mut tx, "linear", "linear_workflow", n).await;
     for _ in 0..4 {
-        let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(
-            r#"SELECT msg_id, workflow_step_uuid, claim_token
-                 FROM tasker."claim_worker_linear_queue"(30, 10, 'w')"#,
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
-        assert_eq!(claimed.len(), 1, "one step of the chain at a time");
-        let (msg, step, token) = claimed[0];
-        let results = json!([{
-            "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
-            "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
-        }]);
-        let accepted: Vec<bool> =
-            sqlx::query_scalar(r#"SELECT accepted FROM tasker."submit_worker_linear_queue"($1)"#)
-                .bind(results)
-                .fetch_all(&mut *tx)
-                .await
-                .unwrap();
-        assert_eq!(accepted, [true]);
-        sqlx::query("SELECT * FROM tasker.process_step_results(10)")
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+        claim_and_submit_one(&mut tx, "linear").await;
+        process_results(&mut tx).await;
     }
-    let state: String =
-        sqlx::query_scalar("SELECT state::text FROM tasker.tasks WHERE task_uuid = $1")
-            .bind(task)
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-    assert_eq!(state, "complete");
+    assert_complete(&mut tx, task).await;
     let read = rows_read(&mut tx).await;
     tx.commit().await.unwrap();
     let read: Vec<(String, i64)> = read
@@ -85,6 +51,67 @@ async fn rows_read_by_one_task(conn: &mut PgConnection, n: i64) -> (i64, String)
         .collect::<Vec<_>>()
         .join(", ");
     (total, tables)
+}
+
+/// Creates a task of `template` (in `namespace`) whose steps run one after
+/// another; `n` makes its context, and so the task, new.
+pub(crate) async fn create_chain_task(
+    tx: &mut PgConnection,
+    namespace: &str,
+    template: &str,
+    n: i64,
+) -> Uuid {
+    sqlx::query_scalar("SELECT task_uuid FROM tasker.create_task($1, $2, '1.0.0', $3, NULL)")
+        .bind(namespace)
+        .bind(template)
+        .bind(json!({"even_number": 2, "n": n}))
+        .fetch_one(tx)
+        .await
+        .unwrap()
+}
+
+/// As a worker of `namespace`: claims the one step on its queue and
+/// submits its success.
+pub(crate) async fn claim_and_submit_one(tx: &mut PgConnection, namespace: &str) {
+    let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(&format!(
+        r#"SELECT msg_id, workflow_step_uuid, claim_token
+             FROM tasker."claim_worker_{namespace}_queue"(30, 10, 'w')"#
+    ))
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 1, "one step of the chain at a time");
+    let (msg, step, token) = claimed[0];
+    let results = json!([{
+        "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
+        "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
+    }]);
+    let accepted: Vec<bool> = sqlx::query_scalar(&format!(
+        r#"SELECT accepted FROM tasker."submit_worker_{namespace}_queue"($1)"#
+    ))
+    .bind(results)
+    .fetch_all(tx)
+    .await
+    .unwrap();
+    assert_eq!(accepted, [true]);
+}
+
+/// As orchestration: processes the results waiting.
+pub(crate) async fn process_results(tx: &mut PgConnection) {
+    sqlx::query("SELECT * FROM tasker.process_step_results(10)")
+        .fetch_all(tx)
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn assert_complete(tx: &mut PgConnection, task: Uuid) {
+    let state: String =
+        sqlx::query_scalar("SELECT state::text FROM tasker.tasks WHERE task_uuid = $1")
+            .bind(task)
+            .fetch_one(tx)
+            .await
+            .unwrap();
+    assert_eq!(state, "complete");
 }
 
 /// Rows read so far from each of the engine's tables, by this backend:

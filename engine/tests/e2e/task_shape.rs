@@ -5,18 +5,18 @@
 //! from the engine's tables and queues, for every middle step of a
 //! 16-step chain and of the 4-step linear chain.
 
-use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use tasker_engine::database::connect_options;
 use tasker_engine::orchestration::register_templates;
 use tasker_engine::testing::test_database;
-use uuid::Uuid;
 
-use crate::plans::rows_read;
+use crate::plans::{
+    assert_complete, claim_and_submit_one, create_chain_task, process_results, rows_read,
+};
 use crate::scenario;
 
 /// Runs one task of `template` (namespace `namespace`, a chain: one step
-/// ready at a time; `n` makes its context, and so the task, new) through the hot path's functions in one transaction,
+/// ready at a time) through the hot path's functions in one transaction,
 /// and returns for each step the rows that processing its result read.
 async fn rows_read_processing_each_step(
     conn: &mut PgConnection,
@@ -26,46 +26,12 @@ async fn rows_read_processing_each_step(
     n: i64,
 ) -> Vec<i64> {
     let mut tx = conn.begin().await.unwrap();
-    let task: Uuid =
-        sqlx::query_scalar("SELECT task_uuid FROM tasker.create_task($1, $2, '1.0.0', $3, NULL)")
-            .bind(namespace)
-            .bind(template)
-            .bind(json!({"even_number": 2, "n": n}))
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+    let task = create_chain_task(&mut tx, namespace, template, n).await;
     let mut reads = Vec::new();
     for _ in 0..steps {
-        let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(&format!(
-            r#"SELECT msg_id, workflow_step_uuid, claim_token
-                 FROM tasker."claim_worker_{namespace}_queue"(30, 10, 'w')"#
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
-        assert_eq!(
-            claimed.len(),
-            1,
-            "one step of the chain at a time (step {})",
-            reads.len() + 1
-        );
-        let (msg, step, token) = claimed[0];
-        let results = json!([{
-            "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
-            "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
-        }]);
-        sqlx::query(&format!(
-            r#"SELECT accepted FROM tasker."submit_worker_{namespace}_queue"($1)"#
-        ))
-        .bind(results)
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
+        claim_and_submit_one(&mut tx, namespace).await;
         let before = rows_read(&mut tx).await;
-        sqlx::query("SELECT * FROM tasker.process_step_results(10)")
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+        process_results(&mut tx).await;
         let after = rows_read(&mut tx).await;
         reads.push(
             after
@@ -75,13 +41,7 @@ async fn rows_read_processing_each_step(
                 .sum(),
         );
     }
-    let state: String =
-        sqlx::query_scalar("SELECT state::text FROM tasker.tasks WHERE task_uuid = $1")
-            .bind(task)
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-    assert_eq!(state, "complete");
+    assert_complete(&mut tx, task).await;
     tx.commit().await.unwrap();
     reads
 }
