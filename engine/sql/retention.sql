@@ -15,8 +15,8 @@ BEGIN
                       WHERE t.task_uuid = ANY (p_tasks)
                         AND t.state IN ('complete', 'error', 'cancelled', 'resolved_manually')
                         FOR UPDATE);
-    SELECT coalesce(array_agg(ws.workflow_step_uuid), '{}') INTO v_steps
-      FROM tasker.workflow_steps ws WHERE ws.task_uuid = ANY (v_tasks);
+    v_steps := ARRAY(SELECT ws.workflow_step_uuid FROM tasker.workflow_steps ws
+                      WHERE ws.task_uuid = ANY (v_tasks));
     DELETE FROM tasker.workflow_step_transitions t WHERE t.workflow_step_uuid = ANY (v_steps);
     DELETE FROM tasker.workflow_step_result_audit a WHERE a.workflow_step_uuid = ANY (v_steps);
     DELETE FROM tasker.task_transitions t WHERE t.task_uuid = ANY (v_tasks);

@@ -11,6 +11,9 @@
 --
 -- One client only: each claim must find exactly its task's one message.
 -- Asynchronous commit leaves the statements' CPU and the round trips.
+-- The step's three statements are written out four times (pgbench has no
+-- loop), which also gives each step's processing its own latency line:
+-- the last one, which finishes the task, differs.
 \set k random(1, 2000000000)
 SELECT task_uuid FROM tasker.create_task('linear', 'linear_workflow', '1.0.0', jsonb_build_object('even_number', 2, 'k', :k::bigint), NULL, 0, NULL, NULL, NULL, NULL, '{}') \gset
 SELECT msg_id, workflow_step_uuid AS step, claim_token AS tok FROM tasker.claim_worker_linear_queue(5, 16, 'w') \gset
