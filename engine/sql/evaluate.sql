@@ -257,19 +257,6 @@ BEGIN
     END LOOP;
 END $$;
 
--- Send step messages to a worker queue (by its own send_ function,
--- worker_queues.sql) and wake its workers; nothing when there are none.
-CREATE OR REPLACE FUNCTION tasker.send_to_worker_queue(p_queue text, p_messages jsonb[])
-RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF p_queue IS NULL OR cardinality(p_messages) = 0 THEN
-        RETURN;
-    END IF;
-    EXECUTE format('SELECT tasker.%I($1)', 'send_' || p_queue) USING p_messages;
-    PERFORM pg_notify(p_queue, '');
-END $$;
-
 -- Move a task from its current state through evaluating_results to p_to.
 CREATE OR REPLACE FUNCTION tasker.settle_task(
     p_task uuid, p_current tasker.task_state, p_to tasker.task_state, p_metadata jsonb DEFAULT '{}'

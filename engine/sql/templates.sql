@@ -27,7 +27,7 @@ BEGIN
          WHERE namespace_id = v_namespace AND name = p_name AND version = p_version;
     END IF;
 
-    IF to_regproc('tasker.' || quote_ident('send_' || v_queue)) IS NULL THEN
+    IF to_regproc('tasker.' || quote_ident('claim_' || v_queue)) IS NULL THEN
         PERFORM tasker.create_worker_queue(v_queue);
     END IF;
     RETURN v_named_task;

@@ -1,8 +1,9 @@
--- Each worker queue's own functions: claim_<queue> (the worker's claim),
--- submit_<queue> (the worker's results) and send_<queue> (enqueuing steps),
--- the generators that write them, tasker.create_worker_queue, and leases.
--- This file is applied last: it ends by writing the functions of every
--- existing worker queue again, so a change here reaches queues made before.
+-- Each worker queue's own functions: claim_<queue> (the worker's claim)
+-- and submit_<queue> (the worker's results); tasker.send_to_worker_queue
+-- (enqueuing steps on any of them); the generators that write them,
+-- tasker.create_worker_queue, and leases. This file is applied last: it
+-- ends by writing the functions of every existing worker queue again, so
+-- a change here reaches queues made before.
 --
 -- Why per-queue functions. The queues are pgmq queues (created by
 -- pgmq.create, readable by pgmq's tools), but pgmq's own functions build
@@ -12,11 +13,13 @@
 -- 0.02-0.03 ms, because EXECUTE plans its statement afresh every time
 -- (pg_stat_statements, track = all, linear scenario: about 0.5 ms of the
 -- ~3.9 ms of server time a step took). So each worker queue gets its own
--- claim, submit and send functions, whose statements name the queue's
--- table directly and so keep cached plans. The worker calls its queue's
--- claim_ and submit_ functions by name (queue.rs queue_function);
--- orchestration reaches send_<queue> with one cheap EXECUTE per batch of
--- steps.
+-- claim and submit functions, whose statements name the queue's table
+-- directly and so keep cached plans; the worker calls them by name
+-- (queue.rs queue_function). Orchestration sends through one dispatcher,
+-- tasker.send_to_worker_queue, written again whenever a queue is made,
+-- with a static INSERT for each queue: an EXECUTE there (of a per-queue
+-- send_ function, as it was) cost about 30 us a send, 5% of a linear
+-- task's server time under pgbench (engine/benches/sql/linear_cycle.sql).
 --
 -- Leases and fencing. A claim is a lease: the claimed message stays hidden
 -- for the step's timeout_seconds plus a margin (the worker's
@@ -103,9 +106,8 @@ END $$;
 -- Its earlier name, when it also wrote a claim function.
 DROP FUNCTION IF EXISTS tasker.worker_queue_functions_0005_sql(text);
 
--- The CREATE statements of one worker queue's submit and send functions:
--- %1$L is the queue's name, %2$I its pgmq table, %3$I..%5$I the claim_,
--- submit_ and send_ functions (the claim is tasker.worker_claim_function_sql's).
+-- The CREATE statement of one worker queue's submit function: %1$L is
+-- the queue's name, %2$I its pgmq table, %4$I the submit_ function.
 CREATE OR REPLACE FUNCTION tasker.worker_result_functions_sql(p_queue text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $outer$
 SELECT format($fn$
@@ -227,13 +229,7 @@ BEGIN
         PERFORM pg_notify('orchestration_step_results', '');
     END IF;
 END $body$;
-
-CREATE OR REPLACE FUNCTION tasker.%5$I(p_messages jsonb[]) RETURNS void
-LANGUAGE plpgsql AS $body$
-BEGIN
-    INSERT INTO pgmq.%2$I (vt, message) SELECT clock_timestamp(), m FROM unnest(p_messages) m;
-END $body$;
-$fn$, p_queue, 'q_' || p_queue, 'claim_' || p_queue, 'submit_' || p_queue, 'send_' || p_queue)
+$fn$, p_queue, 'q_' || p_queue, 'claim_' || p_queue, 'submit_' || p_queue)
 $outer$;
 -- The CREATE statement of one worker queue's claim function. A batch
 -- worker is not given its batchable step's decision (`batches`): its own
@@ -383,8 +379,39 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT tasker.worker_result_functions_sql(p_queue) || tasker.worker_claim_function_sql(p_queue)
 $$;
 
+-- The CREATE statement of tasker.send_to_worker_queue(queue, messages):
+-- send step messages to a worker queue and wake its workers (nothing when
+-- there are none), one static INSERT for each worker queue that exists.
+CREATE OR REPLACE FUNCTION tasker.send_function_sql() RETURNS text
+LANGUAGE sql STABLE AS $outer$
+WITH branches AS (
+    SELECT string_agg(format(
+               E'    WHEN %L THEN\n        INSERT INTO pgmq.%I (vt, message) SELECT clock_timestamp(), m FROM unnest(p_messages) m;',
+               m.queue_name, 'q_' || m.queue_name), E'\n' ORDER BY m.queue_name) AS text
+      FROM pgmq.meta m
+     WHERE m.queue_name LIKE 'worker\_%\_queue'
+), unknown AS (
+    SELECT $$RAISE EXCEPTION 'no worker queue %', p_queue USING ERRCODE = 'undefined_table';$$ AS text
+)
+SELECT format($fn$
+CREATE OR REPLACE FUNCTION tasker.send_to_worker_queue(p_queue text, p_messages jsonb[])
+RETURNS void
+LANGUAGE plpgsql AS $body$
+BEGIN
+    IF p_queue IS NULL OR cardinality(p_messages) = 0 THEN
+        RETURN;
+    END IF;
+%s
+    PERFORM pg_notify(p_queue, '');
+END $body$;
+$fn$, CASE WHEN b.text IS NULL THEN '    ' || u.text
+           ELSE E'    CASE p_queue\n' || b.text || E'\n    ELSE\n        ' || u.text || E'\n    END CASE;' END)
+  FROM branches b, unknown u
+$outer$;
+
 -- Create a worker queue (a pgmq queue) and its functions, unless they
--- exist. Serialized, as several servers may register templates at once.
+-- exist, and write the send dispatcher again with it. Serialized, as
+-- several servers may register templates at once.
 CREATE OR REPLACE FUNCTION tasker.create_worker_queue(p_queue text) RETURNS void
 LANGUAGE plpgsql AS $outer$
 BEGIN
@@ -392,20 +419,27 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = p_queue) THEN
         PERFORM pgmq.create(p_queue);
     END IF;
-    IF to_regproc('tasker.' || quote_ident('send_' || p_queue)) IS NOT NULL THEN
+    IF to_regproc('tasker.' || quote_ident('claim_' || p_queue)) IS NOT NULL THEN
         RETURN;
     END IF;
     EXECUTE tasker.worker_queue_functions_sql(p_queue);
+    EXECUTE tasker.send_function_sql();
 END $outer$;
 
 -- Existing worker queues get their functions again, as this file now
--- writes them. Runs only when the function files changed (the hash in
--- tasker.sql_functions), after every file, under the migration lock.
+-- writes them, and the dispatcher its branches (with none, before any
+-- queue exists). Runs only when the function files changed (the hash in
+-- tasker.sql_functions), after every file, under the migration lock; and
+-- under create_worker_queue's, which writes the dispatcher too. The
+-- per-queue send_ functions of earlier versions are dropped.
 DO $$
 DECLARE
     q text;
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('tasker.create_worker_queue'));
     FOR q IN SELECT queue_name FROM pgmq.meta WHERE queue_name LIKE 'worker\_%\_queue' LOOP
         EXECUTE tasker.worker_queue_functions_sql(q);
+        EXECUTE format('DROP FUNCTION IF EXISTS tasker.%I(jsonb[])', 'send_' || q);
     END LOOP;
+    EXECUTE tasker.send_function_sql();
 END $$;

@@ -6,8 +6,9 @@
 //! lock, `apply` runs the files in the order of [`FILES`], in one
 //! transaction, every function a `CREATE OR REPLACE`. The last file ends by
 //! writing the functions of every existing worker queue again
-//! (`claim_<queue>`, `submit_<queue>`, `send_<queue>`, written by that
-//! file's generators), so a change reaches queues made before it.
+//! (`claim_<queue>`, `submit_<queue>`, and the send dispatcher with a
+//! branch per queue, written by that file's generators), so a change
+//! reaches queues made before it.
 //!
 //! The sha256 of the files' names and text is kept in
 //! `tasker.sql_functions`. When it is the hash of the last files applied,

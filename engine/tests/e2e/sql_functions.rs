@@ -18,7 +18,7 @@ use crate::{scenario, start_on, test_config, TASK_TIMEOUT};
 const QUEUE: &str = "worker_linear_queue";
 
 /// A fresh migrated database with the linear template registered, so its
-/// queue's claim, submit and send functions exist.
+/// queue's claim and submit functions and its send branch exist.
 async fn database_with_a_queue() -> (String, PgPool) {
     let database = tasker_engine::testing::test_database().await.unwrap();
     let pool = database::connect(&database.url, &Default::default())
@@ -127,7 +127,7 @@ async fn a_migrated_database_has_exactly_the_functions_of_the_files() {
     let (_url, pool) = database_with_a_queue().await;
     let expected = names_in_files();
     assert!(expected.len() > 40, "{expected:?}");
-    let per_queue: BTreeSet<String> = ["claim", "submit", "send"]
+    let per_queue: BTreeSet<String> = ["claim", "submit"]
         .iter()
         .map(|prefix| format!("{prefix}_{QUEUE}"))
         .collect();
@@ -271,4 +271,64 @@ async fn a_file_that_fails_changes_nothing_and_is_named() {
     );
     assert_eq!(functions_in(&pool).await, before, "nothing written");
     assert_eq!(recorded_hashes(&pool).await, hashes);
+}
+
+/// The send dispatcher is written again with each new queue: every
+/// queue's messages land in that queue's own table, and a queue that does
+/// not exist is named in the error, with nothing sent anywhere.
+#[tokio::test]
+async fn the_send_dispatcher_routes_each_queue_to_its_own_table() {
+    let (_url, pool) = database_with_a_queue().await;
+    register_templates(&pool, &[scenario("diamond_workflow")])
+        .await
+        .unwrap();
+    let message = |step: &str| json!({"task_uuid": uuid::Uuid::nil(), "step_uuid": step});
+    for (queue, step) in [
+        (QUEUE, "00000000-0000-0000-0000-000000000001"),
+        (
+            "worker_diamond_queue",
+            "00000000-0000-0000-0000-000000000002",
+        ),
+    ] {
+        sqlx::query("SELECT tasker.send_to_worker_queue($1, ARRAY[$2::jsonb])")
+            .bind(queue)
+            .bind(message(step))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let in_queue = |queue: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(&format!(
+                "SELECT message->>'step_uuid' FROM pgmq.q_{queue} ORDER BY msg_id"
+            ))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        in_queue(QUEUE).await,
+        ["00000000-0000-0000-0000-000000000001"]
+    );
+    assert_eq!(
+        in_queue("worker_diamond_queue").await,
+        ["00000000-0000-0000-0000-000000000002"]
+    );
+
+    let error = sqlx::query(
+        "SELECT tasker.send_to_worker_queue('worker_nowhere_queue', ARRAY['{}'::jsonb])",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no worker queue worker_nowhere_queue"),
+        "{error}"
+    );
+    assert_eq!(in_queue(QUEUE).await.len(), 1);
+    assert_eq!(in_queue("worker_diamond_queue").await.len(), 1);
 }
