@@ -122,20 +122,17 @@ DECLARE
     v_entries jsonb[];
     v_steps uuid[];
     v_msgs bigint[];
-    -- 'step:token' of each entry: the claim it reports on
-    v_keys text[];
+    -- each entry's claim token: the claim it reports on
+    v_tokens uuid[];
     v_taken pgmq.%2$I[];
-    v_ok_steps uuid[];
-    v_ok_tokens uuid[];
-    v_ok_entries integer[];
     v_done integer[];
     v_done_msgs bigint[];
     v_message pgmq.%2$I;
 BEGIN
     SELECT array_agg(x.e ORDER BY x.ord), array_agg(tasker.as_uuid(x.e->>'step_uuid') ORDER BY x.ord),
            array_agg((x.e->>'msg_id')::bigint ORDER BY x.ord),
-           array_agg((x.e->>'step_uuid') || ':' || (x.e->>'claim_token') ORDER BY x.ord)
-      INTO v_entries, v_steps, v_msgs, v_keys
+           array_agg(tasker.as_uuid(x.e->>'claim_token') ORDER BY x.ord)
+      INTO v_entries, v_steps, v_msgs, v_tokens
       FROM jsonb_array_elements(p_results) WITH ORDINALITY x(e, ord);
     IF v_entries IS NULL THEN
         RETURN;
@@ -152,24 +149,11 @@ BEGIN
     )
     SELECT array_agg(taken.q) INTO v_taken FROM taken;
 
-    -- The entries that report on their step's current claim (read here;
-    -- the UPDATE below compares the token again, as its compare-and-swap).
-    SELECT array_agg(c.step), array_agg(c.token), array_agg(c.entry)
-      INTO v_ok_steps, v_ok_tokens, v_ok_entries
-      FROM (SELECT ws.workflow_step_uuid AS step, ws.claim_token AS token,
-                   array_position(v_keys, ws.workflow_step_uuid::text || ':' || ws.claim_token::text) AS entry
-              FROM tasker.workflow_steps ws
-             WHERE ws.workflow_step_uuid = ANY (v_steps) AND ws.state = 'in_progress') c
-     WHERE c.entry IS NOT NULL;
-
-    -- Every accepted result in one UPDATE, and its history row, audit row
-    -- and orchestration message each in one INSERT. The steps are found
-    -- by key (= ANY), whatever the planner makes of the join.
-    WITH ok AS (
-        SELECT u.step, u.token, u.entry, v_entries[u.entry] AS e,
-               (v_entries[u.entry]->>'success')::boolean AS success
-          FROM unnest(v_ok_steps, v_ok_tokens, v_ok_entries) u(step, token, entry)
-    ), recorded AS (
+    -- Every result that reports on its step's current claim (its token is
+    -- the step's: the compare-and-swap) in one UPDATE, and its history row,
+    -- audit row and orchestration message each in one INSERT. The steps
+    -- are found by key (= ANY), whatever the planner makes of the join.
+    WITH recorded AS (
         UPDATE tasker.workflow_steps ws
            SET state = CASE WHEN ok.success THEN 'enqueued_for_orchestration'
                             ELSE 'enqueued_as_error_for_orchestration' END::tasker.step_state,
@@ -177,8 +161,10 @@ BEGIN
                results = CASE WHEN ok.success THEN ok.e->'result' ELSE ws.results END,
                last_error = CASE WHEN ok.success THEN NULL ELSE ok.e->'error' END,
                claim_msg_id = NULL, claim_token = NULL, updated_at = clock_timestamp()
-          FROM ok
-         WHERE ws.workflow_step_uuid = ANY (v_ok_steps) AND ws.workflow_step_uuid = ok.step
+          FROM (SELECT u.step, u.token, u.entry::integer AS entry, v_entries[u.entry] AS e,
+                       (v_entries[u.entry]->>'success')::boolean AS success
+                  FROM unnest(v_steps, v_tokens) WITH ORDINALITY u(step, token, entry)) ok
+         WHERE ws.workflow_step_uuid = ANY (v_steps) AND ws.workflow_step_uuid = ok.step
            AND ws.state = 'in_progress' AND ws.claim_token = ok.token
         RETURNING ws.workflow_step_uuid AS step, ok.entry, ok.e, ok.success, ws.task_uuid,
                   ws.attempts, ws.state, ws.transitions

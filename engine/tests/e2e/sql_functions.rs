@@ -332,3 +332,37 @@ async fn the_send_dispatcher_routes_each_queue_to_its_own_table() {
     assert_eq!(in_queue(QUEUE).await.len(), 1);
     assert_eq!(in_queue("worker_diamond_queue").await.len(), 1);
 }
+
+/// Messages carry uuids as text from outside: `tasker.as_uuid` takes the
+/// 8-4-4-4-12 hex form in either case and gives NULL for anything else
+/// (a cast would raise and fail the whole batch), including forms the
+/// uuid cast itself accepts.
+#[tokio::test]
+async fn as_uuid_takes_the_canonical_form_and_nothing_else() {
+    let (_url, pool) = database_with_a_queue().await;
+    let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let cases = [
+        (uuid.to_string(), Some(uuid)),
+        (uuid.to_uppercase(), Some(uuid)),
+        (uuid[..35].to_string(), None),
+        (format!("{uuid}0"), None),
+        (format!("{{{uuid}}}"), None),
+        (uuid.replace('-', ""), None),
+        (uuid.replacen('0', "g", 1), None),
+        (uuid.replacen('-', "0", 1).replacen('8', "-", 1), None),
+        (String::new(), None),
+    ];
+    for (text, expected) in cases {
+        let got: Option<String> = sqlx::query_scalar("SELECT tasker.as_uuid($1)::text")
+            .bind(&text)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), expected, "as_uuid({text:?})");
+    }
+    let null: Option<String> = sqlx::query_scalar("SELECT tasker.as_uuid(NULL)::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(null, None);
+}
