@@ -27,7 +27,12 @@ SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
-    m record;
+    v_msg_ids bigint[];
+    v_messages jsonb[];
+    -- each message's task (NULL when it names none, or a step that is
+    -- not a uuid)
+    v_msg_tasks uuid[];
+    m jsonb;
     v_task uuid;
     v_tasks uuid[] := '{}';
     v_steps uuid[] := '{}';
@@ -43,36 +48,43 @@ BEGIN
     -- The messages are taken and deleted in one statement: this whole batch
     -- is one transaction, so if it fails they are simply there again, and
     -- until it commits their row locks hide them from other orchestrators.
-    -- By key from an array, as the claim does (worker_queues.sql).
-    FOR m IN WITH taken AS (
-                 DELETE FROM pgmq.q_orchestration_step_results q
-                  WHERE q.msg_id = ANY (ARRAY(SELECT r.msg_id FROM pgmq.q_orchestration_step_results r
-                                               WHERE r.vt <= clock_timestamp()
-                                               ORDER BY r.msg_id LIMIT p_qty
-                                                 FOR UPDATE SKIP LOCKED))
-              RETURNING q.msg_id, q.message)
-             SELECT taken.msg_id, taken.message FROM taken
-              ORDER BY taken.message->>'task_uuid', taken.msg_id
-    LOOP
-        v_taken := v_taken + 1;
-        v_task := tasker.as_uuid(m.message->>'task_uuid');
-        IF v_task IS NULL OR (m.message ? 'step_uuid'
-                              AND tasker.as_uuid(m.message->>'step_uuid') IS NULL) THEN
-            PERFORM tasker.reject_message('orchestration_step_results', m.msg_id, m.message,
+    -- By key from an array, as the claim does (worker_queues.sql). Their
+    -- order (by task, then message) is the order results are applied in.
+    WITH taken AS (
+        DELETE FROM pgmq.q_orchestration_step_results q
+         WHERE q.msg_id = ANY (ARRAY(SELECT r.msg_id FROM pgmq.q_orchestration_step_results r
+                                      WHERE r.vt <= clock_timestamp()
+                                      ORDER BY r.msg_id LIMIT p_qty
+                                        FOR UPDATE SKIP LOCKED))
+        RETURNING q.msg_id, q.message
+    )
+    SELECT array_agg(t.msg_id ORDER BY t.message->>'task_uuid', t.msg_id),
+           array_agg(t.message ORDER BY t.message->>'task_uuid', t.msg_id),
+           array_agg(CASE WHEN t.message ? 'step_uuid' AND tasker.as_uuid(t.message->>'step_uuid') IS NULL
+                          THEN NULL ELSE tasker.as_uuid(t.message->>'task_uuid') END
+                     ORDER BY t.message->>'task_uuid', t.msg_id)
+      INTO v_msg_ids, v_messages, v_msg_tasks FROM taken t;
+    v_taken := coalesce(cardinality(v_msg_ids), 0);
+    IF v_taken = 0 THEN
+        RETURN;
+    END IF;
+    -- Their tasks locked by one statement, in uuid order, so concurrent
+    -- orchestrators never deadlock; a task that does not exist is not
+    -- among them.
+    v_tasks := ARRAY(SELECT t.task_uuid FROM tasker.tasks t
+                      WHERE t.task_uuid = ANY (v_msg_tasks)
+                      ORDER BY t.task_uuid FOR NO KEY UPDATE);
+    FOR i IN 1 .. v_taken LOOP
+        v_task := v_msg_tasks[i];
+        m := v_messages[i];
+        IF v_task IS NULL THEN
+            PERFORM tasker.reject_message('orchestration_step_results', v_msg_ids[i], m,
                 'task_uuid or step_uuid is missing or not a uuid');
-            CONTINUE;
-        END IF;
-        IF NOT (v_task = ANY (v_tasks)) THEN
-            PERFORM 1 FROM tasker.tasks t WHERE t.task_uuid = v_task FOR NO KEY UPDATE;
-            IF NOT FOUND THEN
-                PERFORM tasker.reject_message('orchestration_step_results', m.msg_id, m.message,
-                    'no such task');
-                CONTINUE;
-            END IF;
-            v_tasks := v_tasks || v_task;
-        END IF;
-        IF m.message ? 'step_uuid' THEN
-            v_steps := v_steps || (m.message->>'step_uuid')::uuid;
+        ELSIF NOT (v_task = ANY (v_tasks)) THEN
+            PERFORM tasker.reject_message('orchestration_step_results', v_msg_ids[i], m,
+                'no such task');
+        ELSIF m ? 'step_uuid' THEN
+            v_steps := v_steps || (m->>'step_uuid')::uuid;
             v_step_tasks := v_step_tasks || v_task;
         ELSE
             v_full := v_full || v_task; -- a retry's backoff has passed
