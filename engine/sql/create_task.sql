@@ -34,6 +34,7 @@ LANGUAGE plpgsql
 -- and edge (plans.rs).
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

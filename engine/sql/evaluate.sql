@@ -417,6 +417,7 @@ LANGUAGE plpgsql
 -- One plan for every call, by key (see worker_queues.sql).
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET jit = off
 AS $$
 DECLARE
     v_queue text;

@@ -24,6 +24,7 @@ LANGUAGE plpgsql
 -- the functions called from here too.
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -90,9 +90,12 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
     // named like the `tasker` schema would find sqlx's bookkeeping table in
     // a different schema once that schema exists. Everything of ours is
     // schema-qualified anyway.
+    // jit is off: every statement here is a short transaction's, and JIT,
+    // decided by a plan's estimated cost, compiles on every execution
+    // (engine/sql/worker_queues.sql says what that cost once).
     let mut options = connect_options(url)?
         .application_name("tasker")
-        .options([("search_path", "public")]);
+        .options([("search_path", "public"), ("jit", "off")]);
     if settings.asynchronous_commit {
         options = options.options([("synchronous_commit", "off")]);
     }
