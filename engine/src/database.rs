@@ -89,10 +89,10 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
     // search_path is pinned: with the default "$user", public, a role
     // named like the `tasker` schema would find sqlx's bookkeeping table in
     // a different schema once that schema exists. Everything of ours is
-    // schema-qualified anyway.
-    // jit is off: every statement here is a short transaction's, and JIT,
-    // decided by a plan's estimated cost, compiles on every execution
-    // (engine/sql/worker_queues.sql says what that cost once).
+    // schema-qualified anyway. jit is off: every statement here is a short
+    // transaction's, and JIT, decided by a plan's estimated cost, compiles
+    // on every execution (engine/sql/worker_queues.sql says what that cost
+    // once).
     let mut options = connect_options(url)?
         .application_name("tasker")
         .options([("search_path", "public"), ("jit", "off")]);
