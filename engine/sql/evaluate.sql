@@ -130,6 +130,7 @@ DECLARE
     v_rest uuid[] := p_tasks;
     v_finished uuid[] := '{}';
     v_enqueued_tasks uuid[] := '{}';
+    v_done_tasks uuid[];
     v_task uuid;
 BEGIN
     -- Each statement below runs only when it has something to do: most of
@@ -159,6 +160,34 @@ BEGIN
             v_rest := '{}';
         ELSIF cardinality(v_tasks) > 0 THEN
             v_rest := ARRAY(SELECT t FROM unnest(p_tasks) t WHERE NOT (t = ANY (v_tasks)));
+        END IF;
+    END IF;
+
+    -- The tasks whose steps are all done (complete, resolved manually or
+    -- skipped) finish from one count of their steps: a chain's last step,
+    -- a join with nothing after it. Every step's readiness, below, took
+    -- three times as long for a 4-step task.
+    IF cardinality(v_rest) > 0 THEN
+        SELECT coalesce(array_agg(d.task_uuid), '{}'),
+               coalesce(array_agg(jsonb_build_object('completed_steps', d.completed,
+                                                     'skipped_steps', d.skipped)), '{}')
+          INTO v_done_tasks, v_finish_metadata
+          FROM (SELECT s.task_uuid,
+                       (count(*) FILTER (WHERE s.state IN ('complete', 'resolved_manually')))::integer
+                           AS completed,
+                       (count(*) FILTER (WHERE s.state = 'cancelled'))::integer AS skipped,
+                       bool_and(s.state IN ('complete', 'resolved_manually', 'cancelled')) AS all_done
+                  FROM tasker.workflow_steps s
+                 WHERE s.task_uuid = ANY (v_rest)
+                 GROUP BY s.task_uuid) d
+         WHERE d.all_done
+           AND (SELECT t.state FROM tasker.tasks t WHERE t.task_uuid = d.task_uuid)
+               = 'steps_in_process';
+        IF cardinality(v_done_tasks) > 0 THEN
+            v_tasks := v_tasks || v_done_tasks;
+            v_next_retry := v_next_retry || array_fill(NULL::timestamptz, ARRAY[cardinality(v_done_tasks)]);
+            v_finishing := v_done_tasks;
+            v_rest := ARRAY(SELECT t FROM unnest(v_rest) t WHERE NOT (t = ANY (v_done_tasks)));
         END IF;
     END IF;
 

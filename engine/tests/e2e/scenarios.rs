@@ -189,6 +189,17 @@ async fn conditional_takes_only_the_chosen_path() {
         assert!(ran
             .iter()
             .all(|r| steps.iter().any(|s| &s.name == r && s.attempts == 1)));
+        // The task finished from its steps' count: the skipped ones named
+        // as skipped, not as completed.
+        let finished = engine.client.task_transitions(task).await.unwrap();
+        assert_eq!(
+            finished.last().map(|t| &t.metadata),
+            Some(&json!({
+                "completed_steps": steps.len() - skipped.len(),
+                "skipped_steps": skipped.len()
+            })),
+            "amount {amount}"
+        );
         assert_full_history(&engine, task).await;
         engine.shutdown().await;
     }
