@@ -21,11 +21,17 @@ $$;
 -- A template with batch steps has its steps made by
 -- tasker.insert_batch_task_steps (batches.sql); the others are made here,
 -- on the hot path, in one statement with their root steps' messages.
+-- p_task_uuid: the new task's uuid, chosen by the caller (the client
+-- waits for the task before it exists); NULL, one made here. A request
+-- that matches an existing task returns that task, created false.
+-- Its earlier signature, without p_task_uuid:
+DROP FUNCTION IF EXISTS tasker.create_task(text, text, text, jsonb, text, integer, uuid, text, text,
+                                           text, jsonb);
 CREATE OR REPLACE FUNCTION tasker.create_task(
     p_namespace text, p_name text, p_version text, p_context jsonb, p_idempotency_key text,
     p_priority integer DEFAULT 0, p_correlation_id uuid DEFAULT NULL,
     p_initiator text DEFAULT NULL, p_source_system text DEFAULT NULL,
-    p_reason text DEFAULT NULL, p_tags jsonb DEFAULT '{}'
+    p_reason text DEFAULT NULL, p_tags jsonb DEFAULT '{}', p_task_uuid uuid DEFAULT NULL
 ) RETURNS TABLE (task_uuid uuid, created boolean, enqueued_steps integer)
 LANGUAGE plpgsql
 -- One plan for every call, never a sequential scan (see worker_queues.sql).
@@ -58,9 +64,11 @@ BEGIN
     -- transaction commits with its root steps enqueued: it goes in directly
     -- in steps_in_process, with the history of the four states it passes
     -- through (below), instead of two more compare-and-swap transitions.
-    INSERT INTO tasker.tasks (named_task_uuid, context, identity_hash, priority, correlation_id,
-                              initiator, source_system, reason, tags, state, transitions)
-    VALUES (v_named_task, coalesce(p_context, '{}'), v_identity, coalesce(p_priority, 0),
+    INSERT INTO tasker.tasks (task_uuid, named_task_uuid, context, identity_hash, priority,
+                              correlation_id, initiator, source_system, reason, tags, state,
+                              transitions)
+    VALUES (coalesce(p_task_uuid, gen_random_uuid()), v_named_task, coalesce(p_context, '{}'),
+            v_identity, coalesce(p_priority, 0),
             p_correlation_id, p_initiator, p_source_system, p_reason, coalesce(p_tags, '{}'),
             'steps_in_process', 4)
     ON CONFLICT (identity_hash) DO NOTHING

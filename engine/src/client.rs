@@ -256,18 +256,61 @@ impl TaskerClient {
         timeout: Duration,
     ) -> Result<TaskState, ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .expect("waiters lock")
-            .entry(task)
-            .or_default()
-            .push(tx);
+        self.add_waiter(task, tx);
         let state = self.task_state(task).await?;
         if state.is_final() {
             self.waiters.lock().expect("waiters lock").remove(&task);
             return Ok(state);
         }
-        match tokio::time::timeout(timeout, rx).await {
+        self.await_waiter(task, rx, timeout).await
+    }
+
+    /// Create a task and wait for it to finish.
+    pub async fn run_task(
+        &self,
+        request: &TaskRequest,
+        timeout: Duration,
+    ) -> Result<(Uuid, TaskState), ClientError> {
+        // The waiter exists before the task: its finishing is seen without
+        // reading its state after creating it (a round trip a task).
+        let task = Uuid::new_v4();
+        let (tx, rx) = oneshot::channel();
+        self.add_waiter(task, tx);
+        let created = orchestration::create_task_as(&self.pool, request, task).await;
+        let created = match created {
+            Ok(created) if created.created => created,
+            // A request matching an existing task: that task, which may be
+            // finished already.
+            Ok(created) => {
+                self.waiters.lock().expect("waiters lock").remove(&task);
+                let state = self.wait_for_completion(created.task_uuid, timeout).await?;
+                return Ok((created.task_uuid, state));
+            }
+            Err(error) => {
+                self.waiters.lock().expect("waiters lock").remove(&task);
+                return Err(error.into());
+            }
+        };
+        let state = self.await_waiter(task, rx, timeout).await?;
+        Ok((created.task_uuid, state))
+    }
+
+    fn add_waiter(&self, task: Uuid, waiter: oneshot::Sender<TaskState>) {
+        self.waiters
+            .lock()
+            .expect("waiters lock")
+            .entry(task)
+            .or_default()
+            .push(waiter);
+    }
+
+    async fn await_waiter(
+        &self,
+        task: Uuid,
+        waiter: oneshot::Receiver<TaskState>,
+        timeout: Duration,
+    ) -> Result<TaskState, ClientError> {
+        match tokio::time::timeout(timeout, waiter).await {
             Ok(Ok(state)) => Ok(state),
             Ok(Err(_)) => Err(ClientError::ListenerGone),
             Err(_) => {
@@ -279,17 +322,6 @@ impl TaskerClient {
                 })
             }
         }
-    }
-
-    /// Create a task and wait for it to finish.
-    pub async fn run_task(
-        &self,
-        request: &TaskRequest,
-        timeout: Duration,
-    ) -> Result<(Uuid, TaskState), ClientError> {
-        let created = self.create_task(request).await?;
-        let state = self.wait_for_completion(created.task_uuid, timeout).await?;
-        Ok((created.task_uuid, state))
     }
 
     async fn forward(&self, mut listener: Listener, shutdown: CancellationToken) {

@@ -25,7 +25,7 @@ use crate::config::OrchestrationConfig;
 use crate::database;
 use crate::queue::{Wakeups, STEP_RESULTS_QUEUE};
 use crate::telemetry::spawn_named;
-pub use tasks::{create_task, TaskCreated, TaskRequest};
+pub use tasks::{create_task, create_task_as, TaskCreated, TaskRequest};
 pub use templates::register_templates;
 
 #[derive(Debug, thiserror::Error)]

@@ -83,13 +83,25 @@ pub struct TaskCreated {
 
 /// Create the task, its steps and edges, and enqueue its root steps: one
 /// statement, one transaction.
-#[tracing::instrument(name = "create_task", level = "debug", skip_all)]
 pub async fn create_task(
     pool: &PgPool,
     request: &TaskRequest,
 ) -> Result<TaskCreated, OrchestrationError> {
+    create_task_as(pool, request, Uuid::new_v4()).await
+}
+
+/// [`create_task`] with the new task's uuid chosen by the caller, who can
+/// then be ready for the task before it exists (the client's waiter). A
+/// request that matches an existing task returns that task's uuid, with
+/// `created` false.
+#[tracing::instrument(name = "create_task", level = "debug", skip_all)]
+pub async fn create_task_as(
+    pool: &PgPool,
+    request: &TaskRequest,
+    task_uuid: Uuid,
+) -> Result<TaskCreated, OrchestrationError> {
     sqlx::query_as::<_, TaskCreated>(
-        "SELECT * FROM tasker.create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "SELECT * FROM tasker.create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&request.namespace)
     .bind(&request.name)
@@ -102,6 +114,7 @@ pub async fn create_task(
     .bind(&request.source_system)
     .bind(&request.reason)
     .bind(&request.tags)
+    .bind(task_uuid)
     .fetch_one(pool)
     .await
     .map_err(

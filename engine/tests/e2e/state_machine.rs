@@ -204,6 +204,48 @@ async fn creating_a_task_of_an_unknown_template_names_it() {
     assert!(error.contains("linear/no_such_workflow@9.9.9"), "{error}");
 }
 
+/// run_task waits for its task before creating it (under a uuid it
+/// chooses): a request matching an earlier task waits for that task
+/// instead, finished already or not, and a refused one leaves nothing
+/// behind.
+#[tokio::test]
+async fn running_a_known_request_again_returns_the_first_task() {
+    let engine = crate::start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
+    let request = TaskRequest::new(
+        "linear",
+        "linear_workflow",
+        "1.0.0",
+        json!({"even_number": 2}),
+    )
+    .with_idempotency_key("run-twice");
+    let (first, state) = engine
+        .client
+        .run_task(&request, crate::TASK_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state, TaskState::Complete);
+    let (again, state) = engine
+        .client
+        .run_task(&request, crate::TASK_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!((again, state), (first, TaskState::Complete));
+    let unknown = TaskRequest::new("linear", "no_such_workflow", "9.9.9", json!({}));
+    let error = engine
+        .client
+        .run_task(&unknown, crate::TASK_TIMEOUT)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("linear/no_such_workflow@9.9.9"), "{error}");
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks")
+        .fetch_one(&engine.pool)
+        .await
+        .unwrap();
+    assert_eq!(tasks, 1);
+    engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn maintenance_vacuums_queues_and_leaves_the_engine_tables_alone() {
     let template = scenario("linear_workflow");
