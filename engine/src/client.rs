@@ -271,28 +271,32 @@ impl TaskerClient {
         request: &TaskRequest,
         timeout: Duration,
     ) -> Result<(Uuid, TaskState), ClientError> {
-        // The waiter exists before the task: its finishing is seen without
-        // reading its state after creating it (a round trip a task).
+        let watch = self.create_and_watch(request).await?;
+        let task = watch.created().task_uuid;
+        Ok((task, watch.wait(timeout).await?))
+    }
+
+    /// Create a task, ready to wait for it to finish ([`TaskWatch::wait`]).
+    /// The waiter exists before the task (under a uuid chosen here), so
+    /// its finishing is seen without reading its state after creating it:
+    /// one round trip a task fewer than `create_task` and then
+    /// `wait_for_completion`. A request matching an earlier task watches
+    /// that task, which may be finished already.
+    pub async fn create_and_watch(&self, request: &TaskRequest) -> Result<TaskWatch, ClientError> {
         let task = Uuid::new_v4();
         let (tx, rx) = oneshot::channel();
         self.add_waiter(task, tx);
         let created = orchestration::create_task_as(&self.pool, request, task).await;
-        let created = match created {
-            Ok(created) if created.created => created,
-            // A request matching an existing task: that task, which may be
-            // finished already.
-            Ok(created) => {
-                self.waiters.lock().expect("waiters lock").remove(&task);
-                let state = self.wait_for_completion(created.task_uuid, timeout).await?;
-                return Ok((created.task_uuid, state));
-            }
-            Err(error) => {
-                self.waiters.lock().expect("waiters lock").remove(&task);
-                return Err(error.into());
-            }
-        };
-        let state = self.await_waiter(task, rx, timeout).await?;
-        Ok((created.task_uuid, state))
+        if !matches!(created, Ok(TaskCreated { created: true, .. })) {
+            self.waiters.lock().expect("waiters lock").remove(&task);
+        }
+        let created = created?;
+        let waiter = created.created.then_some(rx);
+        Ok(TaskWatch {
+            client: self.clone(),
+            created,
+            waiter,
+        })
     }
 
     fn add_waiter(&self, task: Uuid, waiter: oneshot::Sender<TaskState>) {
@@ -361,6 +365,31 @@ impl TaskerClient {
                     self.deliver(task, state);
                 }
             }
+        }
+    }
+}
+
+/// A task just created by [`TaskerClient::create_and_watch`], to wait for.
+/// Not waited for, its waiter goes when the task finishes.
+pub struct TaskWatch {
+    client: TaskerClient,
+    created: TaskCreated,
+    /// The waiter registered before the task was made; None when the
+    /// request matched an earlier task.
+    waiter: Option<oneshot::Receiver<TaskState>>,
+}
+
+impl TaskWatch {
+    pub fn created(&self) -> &TaskCreated {
+        &self.created
+    }
+
+    /// Wait until the task is complete or in error and return that state.
+    pub async fn wait(self, timeout: Duration) -> Result<TaskState, ClientError> {
+        let task = self.created.task_uuid;
+        match self.waiter {
+            Some(waiter) => self.client.await_waiter(task, waiter, timeout).await,
+            None => self.client.wait_for_completion(task, timeout).await,
         }
     }
 }

@@ -161,13 +161,13 @@ pub async fn run_rate(
     let outcomes = open_loop(rate, duration, progress, |permit| {
         let (client, request) = (client.clone(), requests.next());
         async move {
-            let created = client.create_task(&request).await;
+            let watched = client.create_and_watch(&request).await;
             drop(permit);
-            let state = match created {
-                Ok(created) => client
-                    .wait_for_completion(created.task_uuid, timeout)
-                    .await
-                    .map(|state| (created.task_uuid, state)),
+            let state = match watched {
+                Ok(watch) => {
+                    let task = watch.created().task_uuid;
+                    watch.wait(timeout).await.map(|state| (task, state))
+                }
                 Err(error) => Err(error),
             };
             match state {
