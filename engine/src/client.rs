@@ -3,6 +3,7 @@
 //! when a task completes or errs). The REST API is a thin layer over it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,6 +111,10 @@ pub struct TaskerClient {
     pool: PgPool,
     waiters: Waiters,
     schemas: Arc<Schemas>,
+    /// Cleared once the database's `tasker.create_task` turned out not to
+    /// take the task's uuid (an earlier engine applied it, as the A side
+    /// of an A/B run does): tasks are then created and waited for apart.
+    uuid_first: Arc<AtomicBool>,
 }
 
 impl TaskerClient {
@@ -121,6 +126,7 @@ impl TaskerClient {
             pool,
             waiters: waiters.clone(),
             schemas: Arc::default(),
+            uuid_first: Arc::new(AtomicBool::new(true)),
         };
         let forwarder = client.clone();
         spawn_named("task-completion-listener", async move {
@@ -276,27 +282,40 @@ impl TaskerClient {
         Ok((task, watch.wait(timeout).await?))
     }
 
-    /// Create a task, ready to wait for it to finish ([`TaskWatch::wait`]).
+    /// Create a task, ready to wait for it to finish ([`TaskWatch::wait`]),
+    /// after the checks of [`TaskerClient::create_task`].
     /// The waiter exists before the task (under a uuid chosen here), so
     /// its finishing is seen without reading its state after creating it:
     /// one round trip a task fewer than `create_task` and then
     /// `wait_for_completion`. A request matching an earlier task watches
     /// that task, which may be finished already.
     pub async fn create_and_watch(&self, request: &TaskRequest) -> Result<TaskWatch, ClientError> {
-        let task = Uuid::new_v4();
-        let (tx, rx) = oneshot::channel();
-        self.add_waiter(task, tx);
-        let created = orchestration::create_task_as(&self.pool, request, task).await;
-        if !matches!(created, Ok(TaskCreated { created: true, .. })) {
-            self.waiters.lock().expect("waiters lock").remove(&task);
-        }
-        let created = created?;
-        let waiter = created.created.then_some(rx);
-        Ok(TaskWatch {
+        let watch = |created, waiter| TaskWatch {
             client: self.clone(),
             created,
             waiter,
-        })
+        };
+        if self.uuid_first.load(Ordering::Relaxed) {
+            self.schemas.check(&self.pool, request).await?;
+            let task = Uuid::new_v4();
+            let (tx, rx) = oneshot::channel();
+            self.add_waiter(task, tx);
+            let created = orchestration::create_task_as(&self.pool, request, task).await;
+            if !matches!(created, Ok(TaskCreated { created: true, .. })) {
+                self.waiters.lock().expect("waiters lock").remove(&task);
+            }
+            match created {
+                Ok(created) => {
+                    let waiter = created.created.then_some(rx);
+                    return Ok(watch(created, waiter));
+                }
+                Err(OrchestrationError::Outdated(_)) => {
+                    self.uuid_first.store(false, Ordering::Relaxed)
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(watch(self.create_task(request).await?, None))
     }
 
     fn add_waiter(&self, task: Uuid, waiter: oneshot::Sender<TaskState>) {

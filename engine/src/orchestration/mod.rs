@@ -39,6 +39,10 @@ pub enum OrchestrationError {
         template: String,
         problems: Vec<String>,
     },
+    /// The database's functions were applied by an earlier engine than
+    /// this code (several versions on one database): what they lack.
+    #[error("the database's tasker functions are older than this engine: {0}")]
+    Outdated(String),
     #[error("cannot listen for step results: {0}")]
     Listen(sqlx::Error),
     #[error(transparent)]

@@ -82,46 +82,65 @@ pub struct TaskCreated {
 }
 
 /// Create the task, its steps and edges, and enqueue its root steps: one
-/// statement, one transaction.
+/// statement, one transaction. The task's uuid is made by the database.
 pub async fn create_task(
     pool: &PgPool,
     request: &TaskRequest,
 ) -> Result<TaskCreated, OrchestrationError> {
-    create_task_as(pool, request, Uuid::new_v4()).await
+    insert_task(pool, request, None).await
 }
 
 /// [`create_task`] with the new task's uuid chosen by the caller, who can
 /// then be ready for the task before it exists (the client's waiter). A
 /// request that matches an existing task returns that task's uuid, with
-/// `created` false.
-#[tracing::instrument(name = "create_task", level = "debug", skip_all)]
+/// `created` false. [`OrchestrationError::Outdated`] when the database's
+/// functions were applied by an engine from before `p_task_uuid`.
 pub async fn create_task_as(
     pool: &PgPool,
     request: &TaskRequest,
     task_uuid: Uuid,
 ) -> Result<TaskCreated, OrchestrationError> {
-    sqlx::query_as::<_, TaskCreated>(
-        "SELECT * FROM tasker.create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&request.namespace)
-    .bind(&request.name)
-    .bind(&request.version)
-    .bind(&request.context)
-    .bind(&request.idempotency_key)
-    .bind(request.priority)
-    .bind(request.correlation_id)
-    .bind(&request.initiator)
-    .bind(&request.source_system)
-    .bind(&request.reason)
-    .bind(&request.tags)
-    .bind(task_uuid)
-    .fetch_one(pool)
-    .await
-    .map_err(
-        |error| match error.as_database_error().and_then(|e| e.code()) {
+    insert_task(pool, request, Some(task_uuid)).await
+}
+
+#[tracing::instrument(name = "create_task", level = "debug", skip_all)]
+async fn insert_task(
+    pool: &PgPool,
+    request: &TaskRequest,
+    task_uuid: Option<Uuid>,
+) -> Result<TaskCreated, OrchestrationError> {
+    // Without a uuid, the call that every version of the function answers.
+    let sql = match task_uuid {
+        Some(_) => {
+            "SELECT * FROM tasker.create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        }
+        None => "SELECT * FROM tasker.create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    };
+    let query = sqlx::query_as::<_, TaskCreated>(sql)
+        .bind(&request.namespace)
+        .bind(&request.name)
+        .bind(&request.version)
+        .bind(&request.context)
+        .bind(&request.idempotency_key)
+        .bind(request.priority)
+        .bind(request.correlation_id)
+        .bind(&request.initiator)
+        .bind(&request.source_system)
+        .bind(&request.reason)
+        .bind(&request.tags);
+    let query = match task_uuid {
+        Some(uuid) => query.bind(uuid),
+        None => query,
+    };
+    query.fetch_one(pool).await.map_err(|error| {
+        match error.as_database_error().and_then(|e| e.code()) {
             Some(code) if code == "TK004" => {
                 OrchestrationError::UnknownTemplate(request.template_key().to_string())
             }
+            // undefined_function: no create_task taking the uuid.
+            Some(code) if code == "42883" && task_uuid.is_some() => OrchestrationError::Outdated(
+                "tasker.create_task does not take the task's uuid".to_string(),
+            ),
             // What the database refused for its content (e.g. a NUL that
             // a caller of this function did not check for).
             _ if crate::database::is_data_error(&error) => OrchestrationError::InvalidRequest {
@@ -129,6 +148,6 @@ pub async fn create_task_as(
                 problems: vec![format!("the database cannot store this request: {error}")],
             },
             _ => OrchestrationError::Sql(error),
-        },
-    )
+        }
+    })
 }

@@ -206,8 +206,8 @@ async fn creating_a_task_of_an_unknown_template_names_it() {
 
 /// run_task waits for its task before creating it (under a uuid it
 /// chooses): a request matching an earlier task waits for that task
-/// instead, finished already or not, and a refused one leaves nothing
-/// behind.
+/// instead, finished already or not, and a refused one (an unknown
+/// template, a context its input_schema refuses) leaves nothing behind.
 #[tokio::test]
 async fn running_a_known_request_again_returns_the_first_task() {
     let engine = crate::start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
@@ -238,6 +238,19 @@ async fn running_a_known_request_again_returns_the_first_task() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("linear/no_such_workflow@9.9.9"), "{error}");
+    let refused = TaskRequest::new(
+        "linear",
+        "linear_workflow",
+        "1.0.0",
+        json!({"even_number": "two"}),
+    );
+    let error = engine
+        .client
+        .run_task(&refused, crate::TASK_TIMEOUT)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("even_number"), "{error}");
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks")
         .fetch_one(&engine.pool)
         .await
@@ -390,4 +403,52 @@ async fn deleting_finished_tasks_takes_their_history_and_leaves_running_ones() {
     }
     assert_eq!(rows_of_task(&pool, running).await, before);
     assert_eq!(before[2], ("workflow_steps".to_string(), 4), "{before:?}");
+}
+
+/// A client newer than the database's functions (their engine is an
+/// earlier version, as the A side of an A/B run is): `tasker.create_task`
+/// takes no uuid, and run_task creates the task and then waits for it.
+#[tokio::test]
+async fn running_a_task_on_functions_without_the_task_uuid_still_waits_for_it() {
+    let engine = crate::start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
+    sqlx::raw_sql(
+        "ALTER FUNCTION tasker.create_task(text, text, text, jsonb, text, integer, uuid, text,
+                                           text, text, jsonb, uuid)
+             RENAME TO create_task_with_uuid;
+         CREATE FUNCTION tasker.create_task(
+             p_namespace text, p_name text, p_version text, p_context jsonb,
+             p_idempotency_key text, p_priority integer DEFAULT 0,
+             p_correlation_id uuid DEFAULT NULL, p_initiator text DEFAULT NULL,
+             p_source_system text DEFAULT NULL, p_reason text DEFAULT NULL,
+             p_tags jsonb DEFAULT '{}'
+         ) RETURNS TABLE (task_uuid uuid, created boolean, enqueued_steps integer)
+         LANGUAGE sql AS $$
+             SELECT * FROM tasker.create_task_with_uuid(p_namespace, p_name, p_version,
+                 p_context, p_idempotency_key, p_priority, p_correlation_id, p_initiator,
+                 p_source_system, p_reason, p_tags, NULL)
+         $$;",
+    )
+    .execute(&engine.pool)
+    .await
+    .unwrap();
+    for n in 0..2 {
+        let request = TaskRequest::new(
+            "linear",
+            "linear_workflow",
+            "1.0.0",
+            json!({"even_number": 2}),
+        )
+        .with_idempotency_key(format!("older-functions-{n}"));
+        let (task, state) = engine
+            .client
+            .run_task(&request, crate::TASK_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(state, TaskState::Complete, "task {n}");
+        assert_eq!(
+            engine.client.task_state(task).await.unwrap(),
+            TaskState::Complete
+        );
+    }
+    engine.shutdown().await;
 }
