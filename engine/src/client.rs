@@ -265,7 +265,7 @@ impl TaskerClient {
         self.add_waiter(task, tx);
         let state = self.task_state(task).await?;
         if state.is_final() {
-            self.waiters.lock().expect("waiters lock").remove(&task);
+            self.remove_waiters(task);
             return Ok(state);
         }
         self.await_waiter(task, rx, timeout).await
@@ -295,14 +295,14 @@ impl TaskerClient {
             created,
             waiter,
         };
+        self.schemas.check(&self.pool, request).await?;
         if self.uuid_first.load(Ordering::Relaxed) {
-            self.schemas.check(&self.pool, request).await?;
             let task = Uuid::new_v4();
             let (tx, rx) = oneshot::channel();
             self.add_waiter(task, tx);
             let created = orchestration::create_task_as(&self.pool, request, task).await;
             if !matches!(created, Ok(TaskCreated { created: true, .. })) {
-                self.waiters.lock().expect("waiters lock").remove(&task);
+                self.remove_waiters(task);
             }
             match created {
                 Ok(created) => {
@@ -315,7 +315,8 @@ impl TaskerClient {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(watch(self.create_task(request).await?, None))
+        let created = orchestration::create_task(&self.pool, request).await?;
+        Ok(watch(created, None))
     }
 
     fn add_waiter(&self, task: Uuid, waiter: oneshot::Sender<TaskState>) {
@@ -325,6 +326,10 @@ impl TaskerClient {
             .entry(task)
             .or_default()
             .push(waiter);
+    }
+
+    fn remove_waiters(&self, task: Uuid) -> Option<Vec<oneshot::Sender<TaskState>>> {
+        self.waiters.lock().expect("waiters lock").remove(&task)
     }
 
     async fn await_waiter(
@@ -337,7 +342,7 @@ impl TaskerClient {
             Ok(Ok(state)) => Ok(state),
             Ok(Err(_)) => Err(ClientError::ListenerGone),
             Err(_) => {
-                self.waiters.lock().expect("waiters lock").remove(&task);
+                self.remove_waiters(task);
                 Err(ClientError::Timeout {
                     task,
                     timeout,
@@ -361,7 +366,7 @@ impl TaskerClient {
     }
 
     fn deliver(&self, task: Uuid, state: TaskState) {
-        let senders = self.waiters.lock().expect("waiters lock").remove(&task);
+        let senders = self.remove_waiters(task);
         for sender in senders.into_iter().flatten() {
             let _ = sender.send(state);
         }
