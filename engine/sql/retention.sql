@@ -1,9 +1,10 @@
 -- Deleting finished tasks, with everything that is theirs: their steps,
--- edges, checkpoints and dead letters (foreign keys with ON DELETE
--- CASCADE) and their history, which keeps no foreign keys (migration
--- 20261205000001) and so is deleted here explicitly. A task that has not
--- finished (complete, error, cancelled, resolved manually) is left alone:
--- its messages are still on their way. Returns the tasks deleted.
+-- edges, checkpoints and history, which keep no foreign keys (migrations
+-- 20261205000001 and 20261205000002) and so are deleted here
+-- explicitly, and their dead letters (a foreign key with ON DELETE
+-- CASCADE). A task that has not finished (complete, error, cancelled,
+-- resolved manually) is left alone: its messages are still on their way.
+-- Returns the tasks deleted.
 CREATE OR REPLACE FUNCTION tasker.delete_tasks(p_tasks uuid[]) RETURNS SETOF uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -19,6 +20,10 @@ BEGIN
                       WHERE ws.task_uuid = ANY (v_tasks));
     DELETE FROM tasker.workflow_step_transitions t WHERE t.workflow_step_uuid = ANY (v_steps);
     DELETE FROM tasker.workflow_step_result_audit a WHERE a.workflow_step_uuid = ANY (v_steps);
+    DELETE FROM tasker.workflow_step_checkpoints c WHERE c.workflow_step_uuid = ANY (v_steps);
+    -- An edge joins two steps of one task: all of them found by their parent.
+    DELETE FROM tasker.workflow_step_edges e WHERE e.from_step_uuid = ANY (v_steps);
+    DELETE FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = ANY (v_steps);
     DELETE FROM tasker.task_transitions t WHERE t.task_uuid = ANY (v_tasks);
     RETURN QUERY DELETE FROM tasker.tasks t WHERE t.task_uuid = ANY (v_tasks) RETURNING t.task_uuid;
 END $$;

@@ -325,25 +325,37 @@ async fn maintenance_vacuums_queues_and_leaves_the_engine_tables_alone() {
     engine.shutdown().await;
 }
 
-/// Rows of `task` in every table that holds a task's data.
-async fn rows_of_task(pool: &PgPool, task: Uuid) -> Vec<(String, i64)> {
+/// Rows of `task` in every table that holds a task's data. The steps are
+/// the task's as they were read before (`steps_of`): rows that name a
+/// deleted step are still counted, whatever is left of the step.
+async fn rows_of_task(pool: &PgPool, task: Uuid, steps: &[Uuid]) -> Vec<(String, i64)> {
     sqlx::query_as(
-        "WITH s AS (SELECT workflow_step_uuid FROM tasker.workflow_steps WHERE task_uuid = $1)
-         SELECT 'tasks', count(*) FROM tasker.tasks WHERE task_uuid = $1
+        "SELECT 'tasks', count(*) FROM tasker.tasks WHERE task_uuid = $1
          UNION ALL SELECT 'task_transitions', count(*) FROM tasker.task_transitions WHERE task_uuid = $1
-         UNION ALL SELECT 'workflow_steps', count(*) FROM s
+         UNION ALL SELECT 'workflow_steps', count(*) FROM tasker.workflow_steps
+                    WHERE task_uuid = $1 OR workflow_step_uuid = ANY ($2)
          UNION ALL SELECT 'workflow_step_edges', count(*) FROM tasker.workflow_step_edges
-                    WHERE from_step_uuid IN (SELECT * FROM s) OR to_step_uuid IN (SELECT * FROM s)
+                    WHERE from_step_uuid = ANY ($2) OR to_step_uuid = ANY ($2)
          UNION ALL SELECT 'workflow_step_transitions', count(*) FROM tasker.workflow_step_transitions
-                    WHERE workflow_step_uuid IN (SELECT * FROM s)
-                       OR workflow_step_uuid NOT IN (SELECT workflow_step_uuid FROM tasker.workflow_steps)
+                    WHERE workflow_step_uuid = ANY ($2)
          UNION ALL SELECT 'workflow_step_result_audit', count(*) FROM tasker.workflow_step_result_audit
-                    WHERE task_uuid = $1",
+                    WHERE task_uuid = $1 OR workflow_step_uuid = ANY ($2)
+         UNION ALL SELECT 'workflow_step_checkpoints', count(*) FROM tasker.workflow_step_checkpoints
+                    WHERE workflow_step_uuid = ANY ($2)",
     )
     .bind(task)
+    .bind(steps)
     .fetch_all(pool)
     .await
     .unwrap()
+}
+
+async fn steps_of(pool: &PgPool, task: Uuid) -> Vec<Uuid> {
+    sqlx::query_scalar("SELECT workflow_step_uuid FROM tasker.workflow_steps WHERE task_uuid = $1")
+        .bind(task)
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -384,7 +396,26 @@ async fn deleting_finished_tasks_takes_their_history_and_leaves_running_ones() {
         .await
         .unwrap()
         .task_uuid;
-    let before = rows_of_task(&pool, running).await;
+    let running_steps = steps_of(&pool, running).await;
+    let before = rows_of_task(&pool, running, &running_steps).await;
+    // Every table a task's rows live in holds some of each finished task:
+    // a checkpoint too, as a batch worker saves.
+    let mut finished_steps = Vec::new();
+    for &task in &finished {
+        let steps = steps_of(&pool, task).await;
+        sqlx::query(
+            "INSERT INTO tasker.workflow_step_checkpoints (workflow_step_uuid, sequence, attempt, cursor, partial)
+             VALUES ($1, 1, 1, '0', '{}')",
+        )
+        .bind(steps[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (table, rows) in rows_of_task(&pool, task, &steps).await {
+            assert!(rows > 0, "{table} holds no rows of finished task {task}");
+        }
+        finished_steps.push(steps);
+    }
 
     let mut all = finished.clone();
     all.push(running);
@@ -394,15 +425,56 @@ async fn deleting_finished_tasks_takes_their_history_and_leaves_running_ones() {
         .await
         .unwrap();
     deleted.sort();
-    finished.sort();
-    assert_eq!(deleted, finished);
-    for task in finished {
-        for (table, rows) in rows_of_task(&pool, task).await {
+    let mut expected = finished.clone();
+    expected.sort();
+    assert_eq!(deleted, expected);
+    for (task, steps) in finished.iter().zip(&finished_steps) {
+        for (table, rows) in rows_of_task(&pool, *task, steps).await {
             assert_eq!(rows, 0, "{table} still holds rows of deleted task {task}");
         }
     }
-    assert_eq!(rows_of_task(&pool, running).await, before);
+    assert_eq!(rows_of_task(&pool, running, &running_steps).await, before);
     assert_eq!(before[2], ("workflow_steps".to_string(), 4), "{before:?}");
+}
+
+/// A step's retry policy is checked where it is written (domains on the
+/// columns, not CHECK constraints evaluated on every UPDATE of the row):
+/// a value the template validation would refuse is refused by the table
+/// too, and the row keeps its own.
+#[tokio::test]
+async fn a_step_row_refuses_a_retry_policy_out_of_range() {
+    let (pool, task) = idle_task().await;
+    let step = first_step(&pool, task).await;
+    for (set, value) in [("max_attempts", "0"), ("backoff", "'sometimes'")] {
+        let error = sqlx::query(&format!(
+            "UPDATE tasker.workflow_steps SET {set} = {value} WHERE workflow_step_uuid = $1"
+        ))
+        .bind(step)
+        .execute(&pool)
+        .await
+        .expect_err(set);
+        let code = error.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("23514"), "{set}: {error}");
+    }
+    let error = sqlx::query(
+        "INSERT INTO tasker.workflow_steps (task_uuid, name, handler_callable, max_attempts,
+             retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds)
+         VALUES ($1, 'extra', 'test.count', 0, true, 'fixed', 10, 10, 5)",
+    )
+    .bind(task)
+    .execute(&pool)
+    .await
+    .expect_err("max_attempts 0 inserted");
+    let code = error.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("23514"), "{error}");
+    let kept: (i32, String) = sqlx::query_as(
+        "SELECT max_attempts, backoff FROM tasker.workflow_steps WHERE workflow_step_uuid = $1",
+    )
+    .bind(step)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(kept.0 >= 1 && ["exponential", "linear", "fixed"].contains(&kept.1.as_str()), "{kept:?}");
 }
 
 /// A client newer than the database's functions (their engine is an
