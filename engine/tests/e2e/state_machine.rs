@@ -474,7 +474,10 @@ async fn a_step_row_refuses_a_retry_policy_out_of_range() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(kept.0 >= 1 && ["exponential", "linear", "fixed"].contains(&kept.1.as_str()), "{kept:?}");
+    assert!(
+        kept.0 >= 1 && ["exponential", "linear", "fixed"].contains(&kept.1.as_str()),
+        "{kept:?}"
+    );
 }
 
 /// A client newer than the database's functions (their engine is an
