@@ -144,8 +144,8 @@ BEGIN
     -- The entries taken apart in one pass, each field typed as it is read:
     -- the worker writes them (worker/results.rs), so a field that is not
     -- of its type is an error of the whole call, as a wrong argument is.
-    -- (Extracting each field of a jsonb array into arrays sorted by entry
-    -- cost 25 µs a result.)
+    -- (Each field of the array's elements aggregated in entry order, and
+    -- the uuids checked by regular expression, cost 7 µs more a call.)
     SELECT array_agg(x.step_uuid), array_agg(x.msg_id), array_agg(x.claim_token),
            array_agg(coalesce(x.success, false)), array_agg(x.result), array_agg(x.error),
            array_agg(x.execution_time_us), array_agg(x.worker_id)
