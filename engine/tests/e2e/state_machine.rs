@@ -445,28 +445,30 @@ async fn deleting_finished_tasks_takes_their_history_and_leaves_running_ones() {
 async fn a_step_row_refuses_a_retry_policy_out_of_range() {
     let (pool, task) = idle_task().await;
     let step = first_step(&pool, task).await;
-    for (set, value) in [("max_attempts", "0"), ("backoff", "'sometimes'")] {
-        let error = sqlx::query(&format!(
-            "UPDATE tasker.workflow_steps SET {set} = {value} WHERE workflow_step_uuid = $1"
-        ))
-        .bind(step)
-        .execute(&pool)
-        .await
-        .expect_err(set);
+    let insert = "INSERT INTO tasker.workflow_steps (task_uuid, name, handler_callable,
+                      max_attempts, retryable, backoff, backoff_base_ms, max_backoff_ms,
+                      timeout_seconds)
+                  VALUES ($1, 'extra', 'test.count', 0, true, 'fixed', 10, 10, 5)";
+    let refused = [
+        (
+            "UPDATE tasker.workflow_steps SET max_attempts = 0 WHERE workflow_step_uuid = $1",
+            step,
+        ),
+        (
+            "UPDATE tasker.workflow_steps SET backoff = 'sometimes' WHERE workflow_step_uuid = $1",
+            step,
+        ),
+        (insert, task),
+    ];
+    for (statement, key) in refused {
+        let error = sqlx::query(statement)
+            .bind(key)
+            .execute(&pool)
+            .await
+            .expect_err(statement);
         let code = error.as_database_error().and_then(|e| e.code());
-        assert_eq!(code.as_deref(), Some("23514"), "{set}: {error}");
+        assert_eq!(code.as_deref(), Some("23514"), "{statement}: {error}");
     }
-    let error = sqlx::query(
-        "INSERT INTO tasker.workflow_steps (task_uuid, name, handler_callable, max_attempts,
-             retryable, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds)
-         VALUES ($1, 'extra', 'test.count', 0, true, 'fixed', 10, 10, 5)",
-    )
-    .bind(task)
-    .execute(&pool)
-    .await
-    .expect_err("max_attempts 0 inserted");
-    let code = error.as_database_error().and_then(|e| e.code());
-    assert_eq!(code.as_deref(), Some("23514"), "{error}");
     let kept: (i32, String) = sqlx::query_as(
         "SELECT max_attempts, backoff FROM tasker.workflow_steps WHERE workflow_step_uuid = $1",
     )
