@@ -190,8 +190,10 @@ fn floor_block(run: &RunResult) -> String {
     let _ = writeln!(
         out,
         "against the floor: P50 and P99 over those of the floor scenario of the same template \
-         (this run);\nimplied floor: commits × commit + statements × round trip, a task, one \
-         after another (an upper estimate)"
+         (this run; a scenario's latency tasks interleaved with its floor's, in blocks of {});\nimplied \
+         floor: commits × commit + statements × round trip, a task, one after another (an upper \
+         estimate)",
+        crate::run::paired::BLOCK
     );
     let _ = writeln!(
         out,

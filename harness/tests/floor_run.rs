@@ -157,3 +157,82 @@ async fn the_floor_runs_every_task_once_at_the_cost_its_model_says() {
         );
     }
 }
+
+/// The first and last creation times of the tasks in a scenario's database.
+async fn task_span(cluster: &LocalCluster, scenario: &str, table: &str) -> (f64, f64) {
+    let mut admin = PgConnection::connect(&cluster.admin_url()).await.unwrap();
+    let database: String =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("bench_{scenario}_%"))
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    let mut db = PgConnection::connect(&cluster.url(&database))
+        .await
+        .unwrap();
+    sqlx::query_as(&format!(
+        "SELECT extract(epoch FROM min(created_at))::float8, extract(epoch FROM max(created_at))::float8 FROM {table}"
+    ))
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_scenario_and_its_floor_interleave_their_latency_tasks() {
+    let cluster = cluster();
+    let mut scenarios = scenario::select(
+        scenario::load(&scenario::default_path()).unwrap(),
+        &[],
+        &["linear".to_string(), "floor_linear".to_string()],
+    )
+    .unwrap();
+    for s in &mut scenarios {
+        s.latency.as_mut().unwrap().warmup = 3;
+    }
+    let plan = RunPlan {
+        scenarios,
+        engine_config: TaskerConfig::default(),
+        admin_url: cluster.admin_url(),
+        backend: "local".into(),
+        reason: "test".into(),
+        // more than one block of each side
+        samples: Some(30),
+        latency_only: true,
+    };
+    let run = run::run(&plan).await.expect("the pair runs");
+
+    let names: Vec<&str> = run.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["linear", "floor_linear"],
+        "results in the plan's order"
+    );
+    let linear = run.scenario("linear").unwrap();
+    let floor = run.scenario("floor_linear").unwrap();
+    assert_eq!(
+        run.floor_of(linear).map(|f| f.name.as_str()),
+        Some("floor_linear")
+    );
+    for s in [linear, floor] {
+        let latency = s.latency.as_ref().unwrap();
+        assert_eq!(latency.samples_us.len(), 30, "{}", s.name);
+        let own: u64 = latency.samples_us.iter().sum();
+        assert!(
+            (latency.wall_seconds - own as f64 / 1e6).abs() < 1e-6,
+            "{}: the wall time is the tasks' own",
+            s.name
+        );
+        assert!(s.costs.is_some(), "{}: costs from its own database", s.name);
+    }
+    assert_eq!(linear.phases.as_ref().unwrap().steps.len(), 4);
+    assert_eq!(floor.costs.unwrap().commits_per_step, 13.0 / 4.0);
+
+    // Interleaved: each side created tasks while the other was running.
+    let engine = task_span(&cluster, "linear", "tasker.tasks").await;
+    let model = task_span(&cluster, "floor_linear", "floor.tasks").await;
+    assert!(
+        engine.1 > model.0 && model.1 > engine.0,
+        "the engine's tasks ({engine:?}) and the floor's ({model:?}) overlap in time"
+    );
+}

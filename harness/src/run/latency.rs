@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use indicatif::ProgressBar;
 use tasker_engine::{TaskRequest, TaskState, TaskerClient};
 use uuid::Uuid;
 
@@ -67,33 +66,16 @@ pub async fn warm_up(
     Ok(())
 }
 
-/// The measured tasks: their latencies and uuids (for phases and checks).
-pub async fn measure(
-    client: &TaskerClient,
-    requests: &mut Requests,
-    samples: u64,
-    warmup: u64,
-    timeout: Duration,
-    progress: &ProgressBar,
-) -> anyhow::Result<(LatencyResult, Vec<Uuid>)> {
-    let mut samples_us = Vec::with_capacity(samples as usize);
-    let mut tasks = Vec::with_capacity(samples as usize);
-    let wall = Instant::now();
-    for _ in 0..samples {
-        let (task, elapsed) = one_task(client, &requests.next(), timeout).await?;
-        samples_us.push(elapsed.as_micros() as u64);
-        tasks.push(task);
-        progress.inc(1);
+/// The latency result of measured tasks run one at a time. Their wall
+/// time is their latencies added up: a task's own time, whether the tasks
+/// ran back to back or interleaved with another system's (`paired`).
+pub fn result(warmup: u64, samples_us: Vec<u64>) -> LatencyResult {
+    let wall_seconds = samples_us.iter().sum::<u64>() as f64 / 1e6;
+    LatencyResult {
+        warmup,
+        summary: Summary::of(&samples_us),
+        tasks_per_second: samples_us.len() as f64 / wall_seconds.max(1e-9),
+        samples_us,
+        wall_seconds,
     }
-    let wall_seconds = wall.elapsed().as_secs_f64();
-    Ok((
-        LatencyResult {
-            warmup,
-            summary: Summary::of(&samples_us),
-            samples_us,
-            wall_seconds,
-            tasks_per_second: samples as f64 / wall_seconds,
-        },
-        tasks,
-    ))
 }

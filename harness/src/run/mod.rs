@@ -3,7 +3,9 @@
 //! (with phases and per-step costs) and the throughput rates; every task's
 //! result is checked against the scenario's expectation. Floor scenarios
 //! run the harness's minimal model instead of the engine (`floor`), and
-//! the server's round trip and commit latency are measured once a run.
+//! the server's round trip and commit latency are measured once a run. A
+//! scenario whose floor is in the same run has its latency tasks
+//! interleaved with the floor's (`paired`).
 
 pub mod ab;
 pub(crate) mod costs;
@@ -13,6 +15,7 @@ mod ffi;
 mod floor;
 pub mod languages;
 pub(crate) mod latency;
+pub(crate) mod paired;
 mod phases;
 mod throughput;
 
@@ -58,8 +61,22 @@ pub async fn run(plan: &RunPlan) -> anyhow::Result<RunResult> {
     let server_timings = floor::timings::measure(&plan.admin_url)
         .await
         .context("measuring the server's round trip and commit latency")?;
-    for scenario in &plan.scenarios {
+    // A scenario and its floor run their latency tasks interleaved; the
+    // floor's result waits for its place in the order.
+    let pairs = paired::pairs(&plan.scenarios);
+    let mut paired_floors: Vec<Option<ScenarioResult>> = vec![None; plan.scenarios.len()];
+    for (i, scenario) in plan.scenarios.iter().enumerate() {
         let at = || format!("scenario '{}'", scenario.name);
+        if let Some(floor) = paired_floors[i].take() {
+            scenarios.push(floor);
+            continue;
+        }
+        if let Some(j) = pairs[i] {
+            let (result, floor) = paired::run_pair(plan, scenario, &plan.scenarios[j]).await?;
+            scenarios.push(result);
+            paired_floors[j] = Some(floor);
+            continue;
+        }
         if scenario.topology == Topology::Floor {
             let url = fresh_database(&plan.admin_url, &scenario.name).await?;
             let result = floor::run_scenario(plan, scenario, &url)
@@ -129,12 +146,24 @@ async fn measure(
     template: &TaskTemplate,
     engine: &EngineUnderTest,
 ) -> anyhow::Result<ScenarioResult> {
-    let (client, pool) = (engine.client(), engine.pool());
-    costs::enable_statements(pool).await;
-    let timeout = Duration::from_secs(scenario.timeout_s);
-    let base = scenario.request(template);
-    let mut requests = Requests::new(base, &scenario.name);
-    let mut result = ScenarioResult {
+    let mut result = empty_result(scenario, template);
+    let mut requests = Requests::new(scenario.request(template), &scenario.name);
+    if let Some(mut latency) = EngineLatency::begin(plan, scenario, engine, &mut requests).await? {
+        let progress = bar(latency.samples, &format!("{} latency", scenario.name));
+        for _ in 0..latency.samples {
+            latency.sample(&mut requests).await?;
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        latency.finish(scenario, template, &mut result).await?;
+    }
+    measure_throughput(plan, scenario, engine, &mut requests, &mut result).await?;
+    Ok(result)
+}
+
+/// A scenario's result before anything is measured.
+fn empty_result(scenario: &Scenario, template: &TaskTemplate) -> ScenarioResult {
+    ScenarioResult {
         name: scenario.name.clone(),
         tier: scenario.tier,
         template: template.key().to_string(),
@@ -148,38 +177,97 @@ async fn measure(
         costs: None,
         ffi: None,
         floor: false,
-    };
-    if let Some(latency_plan) = &scenario.latency {
+    }
+}
+
+/// The engine's latency run in three parts, so that it can be interleaved
+/// with its floor's (`paired`): the warm-up and the counters before
+/// (`begin`), one task at a time (`sample`), then the counters after, the
+/// checks, phases and costs (`finish`).
+pub(crate) struct EngineLatency<'a> {
+    client: &'a tasker_engine::TaskerClient,
+    pool: &'a PgPool,
+    timeout: Duration,
+    warmup: u64,
+    pub samples: u64,
+    before: costs::Counters,
+    samples_us: Vec<u64>,
+    tasks: Vec<Uuid>,
+}
+
+impl<'a> EngineLatency<'a> {
+    /// Warms the engine up; None when the scenario has no latency run.
+    pub async fn begin(
+        plan: &RunPlan,
+        scenario: &Scenario,
+        engine: &'a EngineUnderTest,
+        requests: &mut Requests,
+    ) -> anyhow::Result<Option<EngineLatency<'a>>> {
+        let (client, pool) = (engine.client(), engine.pool());
+        costs::enable_statements(pool).await;
+        let Some(latency_plan) = &scenario.latency else {
+            return Ok(None);
+        };
+        let timeout = Duration::from_secs(scenario.timeout_s);
         let samples = plan.samples.unwrap_or(latency_plan.samples);
-        latency::warm_up(client, &mut requests, latency_plan.warmup, timeout).await?;
+        latency::warm_up(client, requests, latency_plan.warmup, timeout).await?;
         // What orchestration's maintenance does every few seconds in a long
         // run: vacuum the queue tables the warm-up filled with dead rows
         // (not counted as cost).
         let settled = costs::Counters::read_settled(pool).await?;
         maintenance::run_once(pool, &plan.engine_config.orchestration).await?;
         let before = costs::Counters::read(pool).await?.with_rows_from(&settled);
-        let progress = bar(samples, &format!("{} latency", scenario.name));
-        let (latency, tasks) = latency::measure(
+        Ok(Some(Self {
             client,
-            &mut requests,
-            samples,
-            latency_plan.warmup,
+            pool,
             timeout,
-            &progress,
-        )
-        .await?;
-        progress.finish_and_clear();
-        let after = costs::Counters::read_settled(pool).await?;
-        check_results(pool, scenario, &tasks).await?;
+            warmup: latency_plan.warmup,
+            samples,
+            before,
+            samples_us: Vec::with_capacity(samples as usize),
+            tasks: Vec::with_capacity(samples as usize),
+        }))
+    }
+
+    /// One measured task.
+    pub async fn sample(&mut self, requests: &mut Requests) -> anyhow::Result<()> {
+        let (task, elapsed) =
+            latency::one_task(self.client, &requests.next(), self.timeout).await?;
+        self.samples_us.push(elapsed.as_micros() as u64);
+        self.tasks.push(task);
+        Ok(())
+    }
+
+    /// The latency, costs and phases of the measured tasks, into `result`.
+    pub async fn finish(
+        self,
+        scenario: &Scenario,
+        template: &TaskTemplate,
+        result: &mut ScenarioResult,
+    ) -> anyhow::Result<()> {
+        let after = costs::Counters::read_settled(self.pool).await?;
+        check_results(self.pool, scenario, &self.tasks).await?;
         // Counted after the counters were read, so this query is no cost.
-        let steps = steps_of(pool, &tasks).await?;
+        let steps = steps_of(self.pool, &self.tasks).await?;
         if steps.tasks > 0 {
             result.steps_per_task = steps.per_task();
         }
-        result.costs = before.per_step(&after, steps.total);
-        result.phases = Some(phases::breakdown(pool, &tasks, template).await?);
-        result.latency = Some(latency);
+        result.costs = self.before.per_step(&after, steps.total);
+        result.phases = Some(phases::breakdown(self.pool, &self.tasks, template).await?);
+        result.latency = Some(latency::result(self.warmup, self.samples_us));
+        Ok(())
     }
+}
+
+async fn measure_throughput(
+    plan: &RunPlan,
+    scenario: &Scenario,
+    engine: &EngineUnderTest,
+    requests: &mut Requests,
+    result: &mut ScenarioResult,
+) -> anyhow::Result<()> {
+    let (client, pool) = (engine.client(), engine.pool());
+    let timeout = Duration::from_secs(scenario.timeout_s);
     if let (Some(throughput_plan), false) = (&scenario.throughput, plan.latency_only) {
         for &rate in &throughput_plan.rates {
             let duration = Duration::from_secs_f64(throughput_plan.duration_s);
@@ -187,16 +275,9 @@ async fn measure(
                 (rate * throughput_plan.duration_s) as u64,
                 &format!("{} at {rate}/s", scenario.name),
             );
-            let (point, tasks) = throughput::run_rate(
-                client,
-                pool,
-                &mut requests,
-                rate,
-                duration,
-                timeout,
-                &progress,
-            )
-            .await?;
+            let (point, tasks) =
+                throughput::run_rate(client, pool, requests, rate, duration, timeout, &progress)
+                    .await?;
             progress.finish_and_clear();
             check_results(pool, scenario, &tasks).await?;
             if scenario.latency.is_none() && result.throughput.is_empty() && !tasks.is_empty() {
@@ -205,7 +286,7 @@ async fn measure(
             result.throughput.push(point);
         }
     }
-    Ok(result)
+    Ok(())
 }
 
 /// Every task produced the expected result at the expected step.

@@ -22,11 +22,168 @@ use sqlx::PgPool;
 
 use super::costs::{self, Counters};
 use super::throughput::{self, Finished};
-use super::{bar, RunPlan};
-use crate::result::{LatencyResult, ScenarioResult, Summary};
+use super::{bar, latency, RunPlan};
+use crate::result::ScenarioResult;
 use crate::scenario::Scenario;
 use dag::Dag;
-use model::{Floor, FloorClient, WaitError};
+use model::{Floor, WaitError};
+
+/// A floor scenario's model running on its own fresh database, with the
+/// harness's own connection to it (counters and checks, never the model's).
+pub(crate) struct FloorSession {
+    floor: Floor,
+    pool: PgPool,
+    dag: Arc<Dag>,
+    pub result: ScenarioResult,
+}
+
+impl FloorSession {
+    pub async fn start(scenario: &Scenario, url: &str) -> anyhow::Result<Self> {
+        let template = scenario.load_template()?;
+        let dag = Arc::new(Dag::from_template(&template)?);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(url)
+            .await
+            .context("connecting to the floor's database")?;
+        costs::enable_statements(&pool).await;
+        let floor = Floor::start(url, dag.clone()).await?;
+        let result = ScenarioResult {
+            name: scenario.name.clone(),
+            tier: scenario.tier,
+            template: template.key().to_string(),
+            rows: scenario.rows,
+            steps_per_task: dag.len() as u32,
+            latency: None,
+            throughput: Vec::new(),
+            phases: None,
+            costs: None,
+            ffi: None,
+            floor: true,
+        };
+        Ok(Self {
+            floor,
+            pool,
+            dag,
+            result,
+        })
+    }
+
+    /// Stops the model; its result.
+    pub async fn stop(self) -> anyhow::Result<ScenarioResult> {
+        let stopped = self.floor.stop().await;
+        self.pool.close().await;
+        stopped?;
+        Ok(self.result)
+    }
+
+    /// The latency run's first part (warm-up, counters); None when the
+    /// scenario has none.
+    pub async fn begin_latency(
+        &self,
+        plan: &RunPlan,
+        scenario: &Scenario,
+    ) -> anyhow::Result<Option<FloorLatency>> {
+        let Some(latency_plan) = &scenario.latency else {
+            return Ok(None);
+        };
+        let timeout = Duration::from_secs(scenario.timeout_s);
+        let client = self.floor.client();
+        for _ in 0..latency_plan.warmup {
+            client.run_task(timeout).await.context("warm-up task")?;
+        }
+        // As the engine's maintenance does after its warm-up: fresh
+        // statistics for the grown tables (not counted as cost).
+        let settled = Counters::read_settled(&self.pool).await?;
+        sqlx::query(&format!("ANALYZE {}", model::TABLES))
+            .execute(&self.pool)
+            .await?;
+        let before = Counters::read(&self.pool).await?.with_rows_from(&settled);
+        let samples = plan.samples.unwrap_or(latency_plan.samples);
+        Ok(Some(FloorLatency {
+            timeout,
+            warmup: latency_plan.warmup,
+            samples,
+            before,
+            samples_us: Vec::with_capacity(samples as usize),
+            tasks: Vec::with_capacity(samples as usize),
+        }))
+    }
+
+    /// One measured task.
+    pub async fn sample(&self, latency: &mut FloorLatency) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let task = self.floor.client().run_task(latency.timeout).await?;
+        latency
+            .samples_us
+            .push(started.elapsed().as_micros() as u64);
+        latency.tasks.push(task);
+        Ok(())
+    }
+
+    /// The latency and costs of the measured tasks, checked in the tables.
+    pub async fn finish_latency(&mut self, latency: FloorLatency) -> anyhow::Result<()> {
+        let after = Counters::read_settled(&self.pool).await?;
+        check(&self.pool, &latency.tasks, &self.dag).await?;
+        let steps = latency.tasks.len() as u64 * self.dag.len() as u64;
+        self.result.costs = latency.before.per_step(&after, steps);
+        self.result.latency = Some(latency::result(latency.warmup, latency.samples_us));
+        Ok(())
+    }
+
+    /// The scenario's throughput rates, unless the run is latency only.
+    pub async fn throughput(&mut self, plan: &RunPlan, scenario: &Scenario) -> anyhow::Result<()> {
+        let Some(throughput_plan) = scenario.throughput.as_ref().filter(|_| !plan.latency_only)
+        else {
+            return Ok(());
+        };
+        let timeout = Duration::from_secs(scenario.timeout_s);
+        let steps = self.dag.len() as u64;
+        for &rate in &throughput_plan.rates {
+            let duration = Duration::from_secs_f64(throughput_plan.duration_s);
+            let progress = bar(
+                (rate * throughput_plan.duration_s) as u64,
+                &format!("{} at {rate}/s", scenario.name),
+            );
+            let before = Counters::read(&self.pool).await?;
+            let outcomes = throughput::open_loop(rate, duration, &progress, |permit| {
+                let client = self.floor.client().clone();
+                async move {
+                    let created = client.create().await;
+                    drop(permit);
+                    match created {
+                        Ok(pending) => match client.wait(pending, timeout).await {
+                            Ok(task) => Finished::Complete(task),
+                            Err(WaitError::Timeout(..)) => Finished::TimedOut,
+                            Err(WaitError::Failed(_)) => Finished::Failed,
+                        },
+                        Err(_) => Finished::Failed,
+                    }
+                }
+            })
+            .await;
+            progress.finish_and_clear();
+            let after = Counters::read(&self.pool).await?;
+            let outcomes = outcomes?;
+            check(&self.pool, &outcomes.tasks, &self.dag).await?;
+            let steps_run = outcomes.tasks.len() as u64 * steps;
+            self.result.throughput.push(throughput::point(
+                rate, duration, &outcomes, steps_run, &before, &after,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A floor's latency run in progress (see `FloorSession::begin_latency`).
+pub(crate) struct FloorLatency {
+    timeout: Duration,
+    warmup: u64,
+    pub samples: u64,
+    before: Counters,
+    samples_us: Vec<u64>,
+    tasks: Vec<i64>,
+}
 
 /// Runs a floor scenario on `url` (a fresh database).
 pub(crate) async fn run_scenario(
@@ -34,119 +191,28 @@ pub(crate) async fn run_scenario(
     scenario: &Scenario,
     url: &str,
 ) -> anyhow::Result<ScenarioResult> {
-    let template = scenario.load_template()?;
-    let dag = Arc::new(Dag::from_template(&template)?);
-    // The harness's own connection: counters and checks, never the model's.
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(url)
-        .await
-        .context("connecting to the floor's database")?;
-    costs::enable_statements(&pool).await;
-    let floor = Floor::start(url, dag.clone()).await?;
-    let mut result = ScenarioResult {
-        name: scenario.name.clone(),
-        tier: scenario.tier,
-        template: template.key().to_string(),
-        rows: scenario.rows,
-        steps_per_task: dag.len() as u32,
-        latency: None,
-        throughput: Vec::new(),
-        phases: None,
-        costs: None,
-        ffi: None,
-        floor: true,
-    };
-    let outcome = measure(plan, scenario, &dag, floor.client(), &pool, &mut result).await;
-    let stopped = floor.stop().await;
-    pool.close().await;
+    let mut session = FloorSession::start(scenario, url).await?;
+    let outcome = measure(plan, scenario, &mut session).await;
+    let result = session.stop().await;
     outcome?;
-    stopped?;
-    Ok(result)
+    result
 }
 
 async fn measure(
     plan: &RunPlan,
     scenario: &Scenario,
-    dag: &Dag,
-    client: &FloorClient,
-    pool: &PgPool,
-    result: &mut ScenarioResult,
+    session: &mut FloorSession,
 ) -> anyhow::Result<()> {
-    let timeout = Duration::from_secs(scenario.timeout_s);
-    let steps = dag.len() as u64;
-    if let Some(latency_plan) = &scenario.latency {
-        let samples = plan.samples.unwrap_or(latency_plan.samples);
-        for _ in 0..latency_plan.warmup {
-            client.run_task(timeout).await.context("warm-up task")?;
-        }
-        // As the engine's maintenance does after its warm-up: fresh
-        // statistics for the grown tables (not counted as cost).
-        let settled = Counters::read_settled(pool).await?;
-        sqlx::query(&format!("ANALYZE {}", model::TABLES))
-            .execute(pool)
-            .await?;
-        let before = Counters::read(pool).await?.with_rows_from(&settled);
-        let progress = bar(samples, &format!("{} latency", scenario.name));
-        let mut samples_us = Vec::with_capacity(samples as usize);
-        let mut tasks = Vec::with_capacity(samples as usize);
-        let wall = Instant::now();
-        for _ in 0..samples {
-            let started = Instant::now();
-            let task = client.run_task(timeout).await?;
-            samples_us.push(started.elapsed().as_micros() as u64);
-            tasks.push(task);
+    if let Some(mut latency) = session.begin_latency(plan, scenario).await? {
+        let progress = bar(latency.samples, &format!("{} latency", scenario.name));
+        for _ in 0..latency.samples {
+            session.sample(&mut latency).await?;
             progress.inc(1);
         }
-        let wall_seconds = wall.elapsed().as_secs_f64();
         progress.finish_and_clear();
-        let after = Counters::read_settled(pool).await?;
-        check(pool, &tasks, dag).await?;
-        result.costs = before.per_step(&after, tasks.len() as u64 * steps);
-        result.latency = Some(LatencyResult {
-            warmup: latency_plan.warmup,
-            summary: Summary::of(&samples_us),
-            samples_us,
-            wall_seconds,
-            tasks_per_second: samples as f64 / wall_seconds,
-        });
+        session.finish_latency(latency).await?;
     }
-    let Some(throughput_plan) = scenario.throughput.as_ref().filter(|_| !plan.latency_only) else {
-        return Ok(());
-    };
-    for &rate in &throughput_plan.rates {
-        let duration = Duration::from_secs_f64(throughput_plan.duration_s);
-        let progress = bar(
-            (rate * throughput_plan.duration_s) as u64,
-            &format!("{} at {rate}/s", scenario.name),
-        );
-        let before = Counters::read(pool).await?;
-        let outcomes = throughput::open_loop(rate, duration, &progress, |permit| {
-            let client = client.clone();
-            async move {
-                let created = client.create().await;
-                drop(permit);
-                match created {
-                    Ok(pending) => match client.wait(pending, timeout).await {
-                        Ok(task) => Finished::Complete(task),
-                        Err(WaitError::Timeout(..)) => Finished::TimedOut,
-                        Err(WaitError::Failed(_)) => Finished::Failed,
-                    },
-                    Err(_) => Finished::Failed,
-                }
-            }
-        })
-        .await;
-        progress.finish_and_clear();
-        let after = Counters::read(pool).await?;
-        let outcomes = outcomes?;
-        check(pool, &outcomes.tasks, dag).await?;
-        let steps_run = outcomes.tasks.len() as u64 * steps;
-        result.throughput.push(throughput::point(
-            rate, duration, &outcomes, steps_run, &before, &after,
-        ));
-    }
-    Ok(())
+    session.throughput(plan, scenario).await
 }
 
 /// What the floor's tables say of finished tasks: each is complete, has
