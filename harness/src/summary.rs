@@ -190,10 +190,9 @@ fn floor_block(run: &RunResult) -> String {
     let _ = writeln!(
         out,
         "against the floor: P50 and P99 over those of the floor scenario of the same template \
-         (this run; a scenario's latency tasks interleaved with its floor's, in blocks of {});\nimplied \
-         floor: commits × commit + statements × round trip, a task, one after another (an upper \
-         estimate)",
-        crate::run::paired::BLOCK
+         (this run; a scenario's latency tasks interleaved with its floor's);\nimplied floor: \
+         commits × commit + statements × round trip, a task, one after another (an upper \
+         estimate)"
     );
     let _ = writeln!(
         out,

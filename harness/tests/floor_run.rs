@@ -196,7 +196,6 @@ async fn a_scenario_and_its_floor_interleave_their_latency_tasks() {
         admin_url: cluster.admin_url(),
         backend: "local".into(),
         reason: "test".into(),
-        // more than one block of each side
         samples: Some(30),
         latency_only: true,
     };

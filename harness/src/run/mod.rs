@@ -15,7 +15,7 @@ mod ffi;
 mod floor;
 pub mod languages;
 pub(crate) mod latency;
-pub(crate) mod paired;
+mod paired;
 mod phases;
 mod throughput;
 

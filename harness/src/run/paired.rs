@@ -1,9 +1,12 @@
 //! A scenario and its floor measured together: both started on their own
-//! fresh databases, warmed up, then their latency tasks interleaved in
-//! blocks (A B, B A, A B, ...), so both see the same moments of the
-//! machine. On these machines absolute timings drift by 2-3x within
-//! an hour; run one after the other, the two latency runs met different
-//! machines and their ratio moved by ±10% from run to run. Each side's
+//! fresh databases, warmed up, then their latency tasks interleaved task
+//! by task (A B, B A, A B, ...) as the A/B runner does, so both see the
+//! same moments of the machine. On these machines absolute timings drift
+//! by 2-3x within an hour, and in bursts: run one after the other, the two
+//! latency runs met different machines and their ratio moved by ±10% from
+//! run to run; alternating blocks of 25 tasks still let a slow burst fall
+//! on one side (linear over its floor 1.64x, 2.35x, 1.94x in three runs of
+//! an hour when task by task gave 1.71x, 1.71x, 1.88x). Each side's
 //! costs, phases and checks are its own database's; the throughput rates
 //! run afterwards, one system at a time, as unpaired scenarios do.
 
@@ -106,28 +109,29 @@ async fn measure(
         .await
         .with_context(|| at(floor_scenario))?;
     if let (Some(mut engine_latency), Some(mut floor_latency)) = (engine_latency, floor_latency) {
-        let samples = engine_latency.samples.min(floor_latency.samples);
+        // Pairs while both sides have samples to take; then the rest of
+        // the longer side's (the scenario file may give them other counts).
+        let (engine_n, floor_n) = (engine_latency.samples, floor_latency.samples);
         let progress = bar(
-            2 * samples,
+            engine_n + floor_n,
             &format!("{} + {} latency", scenario.name, floor_scenario.name),
         );
-        for (b, first) in (0..samples).step_by(BLOCK as usize).enumerate() {
-            let n = BLOCK.min(samples - first);
-            for engine_side in order(b as u64) {
-                for _ in 0..n {
-                    if engine_side {
-                        engine_latency
-                            .sample(&mut requests)
-                            .await
-                            .with_context(|| at(scenario))?;
-                    } else {
-                        floor
-                            .sample(&mut floor_latency)
-                            .await
-                            .with_context(|| at(floor_scenario))?;
-                    }
-                    progress.inc(1);
+        for i in 0..engine_n.max(floor_n) {
+            for engine_side in order(i) {
+                if engine_side && i < engine_n {
+                    engine_latency
+                        .sample(&mut requests)
+                        .await
+                        .with_context(|| at(scenario))?;
+                } else if !engine_side && i < floor_n {
+                    floor
+                        .sample(&mut floor_latency)
+                        .await
+                        .with_context(|| at(floor_scenario))?;
+                } else {
+                    continue;
                 }
+                progress.inc(1);
             }
         }
         progress.finish_and_clear();
@@ -149,13 +153,7 @@ async fn measure(
         .with_context(|| at(floor_scenario))
 }
 
-/// Tasks a side runs before the other side's turn: short enough that the
-/// machine's drift cancels (a block is a few tenths of a second), long
-/// enough that each side runs with its processes and caches warm, as a
-/// sequential run does, rather than each task after the other system's.
-pub const BLOCK: u64 = 25;
-
-/// Which side runs first in the `i`th block (true: the engine): A B, B A,
+/// Which side runs first in the `i`th pair (true: the engine): A B, B A,
 /// A B, ... so neither side always follows the other.
 fn order(i: u64) -> [bool; 2] {
     if i.is_multiple_of(2) {
