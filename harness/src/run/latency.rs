@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use tasker_engine::{TaskRequest, TaskState, TaskerClient};
 use uuid::Uuid;
 
+use super::costs::Counters;
 use crate::result::{LatencyResult, Summary};
 
 /// Requests with unique idempotency keys (the same context would otherwise
@@ -66,10 +67,50 @@ pub async fn warm_up(
     Ok(())
 }
 
+/// A latency run in progress, whatever runs its tasks (the engine, or the
+/// floor): the counters read before it, and each measured task with its
+/// latency.
+pub(crate) struct Samples<T> {
+    pub timeout: Duration,
+    pub warmup: u64,
+    /// How many tasks to measure.
+    pub count: u64,
+    pub before: Counters,
+    samples_us: Vec<u64>,
+    tasks: Vec<T>,
+}
+
+impl<T> Samples<T> {
+    pub fn new(timeout: Duration, warmup: u64, count: u64, before: Counters) -> Self {
+        Self {
+            timeout,
+            warmup,
+            count,
+            before,
+            samples_us: Vec::with_capacity(count as usize),
+            tasks: Vec::with_capacity(count as usize),
+        }
+    }
+
+    pub fn push(&mut self, task: T, elapsed: Duration) {
+        self.samples_us.push(elapsed.as_micros() as u64);
+        self.tasks.push(task);
+    }
+
+    pub fn tasks(&self) -> &[T] {
+        &self.tasks
+    }
+
+    /// The latency result, and the counters read before.
+    pub fn finish(self) -> (LatencyResult, Counters) {
+        (result(self.warmup, self.samples_us), self.before)
+    }
+}
+
 /// The latency result of measured tasks run one at a time. Their wall
 /// time is their latencies added up: a task's own time, whether the tasks
 /// ran back to back or interleaved with another system's (`paired`).
-pub fn result(warmup: u64, samples_us: Vec<u64>) -> LatencyResult {
+fn result(warmup: u64, samples_us: Vec<u64>) -> LatencyResult {
     let wall_seconds = samples_us.iter().sum::<u64>() as f64 / 1e6;
     LatencyResult {
         warmup,

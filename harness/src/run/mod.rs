@@ -149,8 +149,8 @@ async fn measure(
     let mut result = empty_result(scenario, template);
     let mut requests = Requests::new(scenario.request(template), &scenario.name);
     if let Some(mut latency) = EngineLatency::begin(plan, scenario, engine, &mut requests).await? {
-        let progress = bar(latency.samples, &format!("{} latency", scenario.name));
-        for _ in 0..latency.samples {
+        let progress = bar(latency.run.count, &format!("{} latency", scenario.name));
+        for _ in 0..latency.run.count {
             latency.sample(&mut requests).await?;
             progress.inc(1);
         }
@@ -187,12 +187,7 @@ fn empty_result(scenario: &Scenario, template: &TaskTemplate) -> ScenarioResult 
 pub(crate) struct EngineLatency<'a> {
     client: &'a tasker_engine::TaskerClient,
     pool: &'a PgPool,
-    timeout: Duration,
-    warmup: u64,
-    pub samples: u64,
-    before: costs::Counters,
-    samples_us: Vec<u64>,
-    tasks: Vec<Uuid>,
+    pub run: latency::Samples<Uuid>,
 }
 
 impl<'a> EngineLatency<'a> {
@@ -220,21 +215,15 @@ impl<'a> EngineLatency<'a> {
         Ok(Some(Self {
             client,
             pool,
-            timeout,
-            warmup: latency_plan.warmup,
-            samples,
-            before,
-            samples_us: Vec::with_capacity(samples as usize),
-            tasks: Vec::with_capacity(samples as usize),
+            run: latency::Samples::new(timeout, latency_plan.warmup, samples, before),
         }))
     }
 
     /// One measured task.
     pub async fn sample(&mut self, requests: &mut Requests) -> anyhow::Result<()> {
         let (task, elapsed) =
-            latency::one_task(self.client, &requests.next(), self.timeout).await?;
-        self.samples_us.push(elapsed.as_micros() as u64);
-        self.tasks.push(task);
+            latency::one_task(self.client, &requests.next(), self.run.timeout).await?;
+        self.run.push(task, elapsed);
         Ok(())
     }
 
@@ -246,15 +235,17 @@ impl<'a> EngineLatency<'a> {
         result: &mut ScenarioResult,
     ) -> anyhow::Result<()> {
         let after = costs::Counters::read_settled(self.pool).await?;
-        check_results(self.pool, scenario, &self.tasks).await?;
+        let tasks = self.run.tasks();
+        check_results(self.pool, scenario, tasks).await?;
         // Counted after the counters were read, so this query is no cost.
-        let steps = steps_of(self.pool, &self.tasks).await?;
+        let steps = steps_of(self.pool, tasks).await?;
         if steps.tasks > 0 {
             result.steps_per_task = steps.per_task();
         }
-        result.costs = self.before.per_step(&after, steps.total);
-        result.phases = Some(phases::breakdown(self.pool, &self.tasks, template).await?);
-        result.latency = Some(latency::result(self.warmup, self.samples_us));
+        result.phases = Some(phases::breakdown(self.pool, tasks, template).await?);
+        let (latency, before) = self.run.finish();
+        result.costs = before.per_step(&after, steps.total);
+        result.latency = Some(latency);
         Ok(())
     }
 }

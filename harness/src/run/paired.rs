@@ -111,7 +111,7 @@ async fn measure(
     if let (Some(mut engine_latency), Some(mut floor_latency)) = (engine_latency, floor_latency) {
         // Pairs while both sides have samples to take; then the rest of
         // the longer side's (the scenario file may give them other counts).
-        let (engine_n, floor_n) = (engine_latency.samples, floor_latency.samples);
+        let (engine_n, floor_n) = (engine_latency.run.count, floor_latency.count);
         let progress = bar(
             engine_n + floor_n,
             &format!("{} + {} latency", scenario.name, floor_scenario.name),

@@ -100,34 +100,30 @@ impl FloorSession {
             .await?;
         let before = Counters::read(&self.pool).await?.with_rows_from(&settled);
         let samples = plan.samples.unwrap_or(latency_plan.samples);
-        Ok(Some(FloorLatency {
+        Ok(Some(FloorLatency::new(
             timeout,
-            warmup: latency_plan.warmup,
+            latency_plan.warmup,
             samples,
             before,
-            samples_us: Vec::with_capacity(samples as usize),
-            tasks: Vec::with_capacity(samples as usize),
-        }))
+        )))
     }
 
     /// One measured task.
     pub async fn sample(&self, latency: &mut FloorLatency) -> anyhow::Result<()> {
         let started = Instant::now();
         let task = self.floor.client().run_task(latency.timeout).await?;
-        latency
-            .samples_us
-            .push(started.elapsed().as_micros() as u64);
-        latency.tasks.push(task);
+        latency.push(task, started.elapsed());
         Ok(())
     }
 
     /// The latency and costs of the measured tasks, checked in the tables.
     pub async fn finish_latency(&mut self, latency: FloorLatency) -> anyhow::Result<()> {
         let after = Counters::read_settled(&self.pool).await?;
-        check(&self.pool, &latency.tasks, &self.dag).await?;
-        let steps = latency.tasks.len() as u64 * self.dag.len() as u64;
-        self.result.costs = latency.before.per_step(&after, steps);
-        self.result.latency = Some(latency::result(latency.warmup, latency.samples_us));
+        check(&self.pool, latency.tasks(), &self.dag).await?;
+        let steps = latency.tasks().len() as u64 * self.dag.len() as u64;
+        let (result, before) = latency.finish();
+        self.result.costs = before.per_step(&after, steps);
+        self.result.latency = Some(result);
         Ok(())
     }
 
@@ -176,14 +172,7 @@ impl FloorSession {
 }
 
 /// A floor's latency run in progress (see `FloorSession::begin_latency`).
-pub(crate) struct FloorLatency {
-    timeout: Duration,
-    warmup: u64,
-    pub samples: u64,
-    before: Counters,
-    samples_us: Vec<u64>,
-    tasks: Vec<i64>,
-}
+pub(crate) type FloorLatency = latency::Samples<i64>;
 
 /// Runs a floor scenario on `url` (a fresh database).
 pub(crate) async fn run_scenario(
@@ -204,8 +193,8 @@ async fn measure(
     session: &mut FloorSession,
 ) -> anyhow::Result<()> {
     if let Some(mut latency) = session.begin_latency(plan, scenario).await? {
-        let progress = bar(latency.samples, &format!("{} latency", scenario.name));
-        for _ in 0..latency.samples {
+        let progress = bar(latency.count, &format!("{} latency", scenario.name));
+        for _ in 0..latency.count {
             session.sample(&mut latency).await?;
             progress.inc(1);
         }
