@@ -51,6 +51,7 @@ DECLARE
     v_messages jsonb[];
     v_identity text := tasker.task_identity_hash(p_namespace, p_name, p_version, p_context,
                                                  p_idempotency_key);
+    v_queue text := tasker.worker_queue_name(p_namespace);
 BEGIN
     SELECT nt.named_task_uuid, nt.template INTO v_named_task, v_template
       FROM tasker.named_tasks nt JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
@@ -66,11 +67,11 @@ BEGIN
     -- through (below), instead of two more compare-and-swap transitions.
     INSERT INTO tasker.tasks (task_uuid, named_task_uuid, context, identity_hash, priority,
                               correlation_id, initiator, source_system, reason, tags, state,
-                              transitions)
+                              transitions, worker_queue)
     VALUES (coalesce(p_task_uuid, gen_random_uuid()), v_named_task, coalesce(p_context, '{}'),
             v_identity, coalesce(p_priority, 0),
             p_correlation_id, p_initiator, p_source_system, p_reason, coalesce(p_tags, '{}'),
-            'steps_in_process', 4)
+            'steps_in_process', 4, v_queue)
     ON CONFLICT (identity_hash) DO NOTHING
     RETURNING task_uuid INTO v_task;
     IF v_task IS NULL THEN
@@ -133,7 +134,7 @@ BEGIN
                    'step_uuid', st.workflow_step_uuid, 'timeout_s', st.timeout_seconds)
                    ORDER BY st.name) FILTER (WHERE st.state = 'enqueued'), '{}')
           INTO v_messages FROM steps st;
-        PERFORM tasker.send_to_worker_queue(tasker.worker_queue_name(p_namespace), v_messages);
+        PERFORM tasker.send_to_worker_queue(v_queue, v_messages);
         v_enqueued := cardinality(v_messages);
     END IF;
 

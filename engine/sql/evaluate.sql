@@ -258,11 +258,7 @@ BEGIN
                 SELECT m.workflow_step_uuid, v_ready_states[m.ord], 'enqueued', m.transitions
                   FROM moved m
             )
-            SELECT (SELECT tasker.worker_queue_name(ns.name)
-                      FROM tasker.named_tasks nt
-                      JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
-                     WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
-                                                  WHERE t.task_uuid = m.task_uuid)) AS queue,
+            SELECT (SELECT t.worker_queue FROM tasker.tasks t WHERE t.task_uuid = m.task_uuid) AS queue,
                    array_agg(m.task_uuid ORDER BY m.ord) AS tasks,
                    array_agg(jsonb_build_object('task_uuid', m.task_uuid,
                        'step_uuid', m.workflow_step_uuid, 'timeout_s', m.timeout_seconds)
@@ -458,12 +454,7 @@ BEGIN
     IF cardinality(p_steps) = 0 THEN
         RETURN 0;
     END IF;
-    -- The task by key, then its template's (see README.md, plans).
-    SELECT tasker.worker_queue_name(ns.name) INTO v_queue
-      FROM tasker.named_tasks nt
-      JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
-     WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
-                                  WHERE t.task_uuid = p_task);
+    SELECT t.worker_queue INTO v_queue FROM tasker.tasks t WHERE t.task_uuid = p_task;
     IF NOT EXISTS (SELECT 1 FROM tasker.workflow_steps ws
                     WHERE ws.workflow_step_uuid = ANY (p_steps) AND ws.step_type = 'batch_worker') THEN
         -- No batch to throttle (the common case): every step in one

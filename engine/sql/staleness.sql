@@ -106,12 +106,7 @@ BEGIN
         RETURN;
     END IF;
     v_state := tasker.task_state_of(p_task);
-    -- Every table by key (see README.md, plans).
-    SELECT tasker.worker_queue_name(ns.name) INTO v_queue
-      FROM tasker.named_tasks nt
-      JOIN tasker.namespaces ns ON ns.namespace_id = nt.namespace_id
-     WHERE nt.named_task_uuid = (SELECT t.named_task_uuid FROM tasker.tasks t
-                                  WHERE t.task_uuid = p_task);
+    SELECT t.worker_queue INTO v_queue FROM tasker.tasks t WHERE t.task_uuid = p_task;
     FOR s IN SELECT ws.workflow_step_uuid AS step, ws.name, ws.next_retry_at,
                     ws.state AS state
                FROM tasker.workflow_steps ws WHERE ws.task_uuid = p_task ORDER BY ws.name

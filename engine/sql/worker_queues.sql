@@ -227,7 +227,12 @@ BEGIN
         END LOOP;
     END IF;
 
-    RETURN QUERY SELECT v_steps[i], i = ANY (v_done) FROM generate_subscripts(v_steps, 1) i ORDER BY i;
+    -- Each entry's row, in entry order, without a statement.
+    FOR i IN 1 .. cardinality(v_steps) LOOP
+        workflow_step_uuid := v_steps[i];
+        accepted := i = ANY (v_done);
+        RETURN NEXT;
+    END LOOP;
     IF cardinality(v_done) > 0 THEN
         PERFORM pg_notify('orchestration_step_results', '');
     END IF;
