@@ -72,10 +72,10 @@ pub async fn warm_up(
 /// latency.
 pub(crate) struct Samples<T> {
     pub timeout: Duration,
-    pub warmup: u64,
+    warmup: u64,
     /// How many tasks to measure.
     pub count: u64,
-    pub before: Counters,
+    before: Counters,
     samples_us: Vec<u64>,
     tasks: Vec<T>,
 }
