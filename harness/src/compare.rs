@@ -242,7 +242,10 @@ pub fn compare_scenario(
         }
     };
     let costs = match (&baseline.costs, &current.costs) {
-        (Some(b), Some(c)) => compare_costs(b, c, config),
+        (Some(b), Some(c)) => {
+            let spread = baseline.sharing_spread().max(current.sharing_spread());
+            compare_costs(b, c, config, spread)
+        }
         (b, c) => {
             note_one_sided(&mut notes, "per-step costs", b.is_some(), c.is_some());
             Vec::new()
@@ -268,10 +271,11 @@ pub fn compare_ab_scenario(
     baseline_costs: Option<&StepCosts>,
     candidate_costs: Option<&StepCosts>,
     config: &CompareConfig,
+    spread: f64,
 ) -> ScenarioComparison {
     let mut notes = Vec::new();
     let costs = match (baseline_costs, candidate_costs) {
-        (Some(a), Some(b)) => compare_costs(a, b, config),
+        (Some(a), Some(b)) => compare_costs(a, b, config, spread),
         (a, b) => {
             note_one_sided(&mut notes, "per-step costs", a.is_some(), b.is_some());
             Vec::new()

@@ -94,6 +94,12 @@ pub struct ScenarioResult {
     /// Steps of one task as counted in the database after the measured
     /// tasks finished (a batch task's batches are steps made at run time).
     pub steps_per_task: u32,
+    /// Steps on the template's longest chain of dependencies. Fewer than
+    /// `steps_per_task` when steps run at the same time, and then timing
+    /// decides how many of them share a transaction (see
+    /// `sharing_spread`). Absent in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical_path_steps: Option<u32>,
     pub latency: Option<LatencyResult>,
     /// One point per arrival rate, in the order run.
     pub throughput: Vec<ThroughputPoint>,
@@ -218,6 +224,24 @@ pub struct StepCosts {
 
 fn unknown() -> String {
     "unknown".to_string()
+}
+
+impl ScenarioResult {
+    /// How far timing alone can move a task's transactions (statements,
+    /// commits) per step: steps that run at the same time may share each
+    /// transaction or none, so the count lies between the critical path's
+    /// share and every step's, a factor of steps / critical path apart
+    /// (diamond: 4 / 3). 1 for a chain, or when the path is unknown.
+    pub fn sharing_spread(&self) -> f64 {
+        self.critical_path_steps
+            .map_or(1.0, |path| sharing_spread(self.steps_per_task, path))
+    }
+}
+
+/// Steps over the critical path's, at least 1 (see
+/// `ScenarioResult::sharing_spread`).
+pub fn sharing_spread(steps: u32, critical_path_steps: u32) -> f64 {
+    (f64::from(steps) / f64::from(critical_path_steps.max(1))).max(1.0)
 }
 
 impl RunResult {

@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Args;
 use tasker_harness::build::EngineBuild;
 use tasker_harness::compare::{self, CompareConfig};
+use tasker_harness::result::sharing_spread;
 use tasker_harness::run::{self, RunPlan, Side};
-use tasker_harness::scenario::Topology;
+use tasker_harness::scenario::{Scenario, Topology};
 
 use super::compare::verdict_exit;
 use super::run::{prepare, RunArgs};
@@ -97,6 +98,13 @@ async fn gate_ab(
             .samples
             .or(scenario.latency.as_ref().map(|l| l.samples))
             .unwrap_or(200);
+        // From the template's steps (a batch's batches, made at run time,
+        // are not counted here).
+        let template = scenario.load_template()?;
+        let spread = sharing_spread(
+            template.steps.len() as u32,
+            Scenario::critical_path_steps(&template),
+        );
         let run = || async {
             let samples = run::ab::run_ab(plan, scenario, pairs, reference, candidate)
                 .await
@@ -112,6 +120,7 @@ async fn gate_ab(
             samples.baseline_costs.as_ref(),
             samples.candidate_costs.as_ref(),
             &config,
+            spread,
         );
         let pending = comparison
             .paired

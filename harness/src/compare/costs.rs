@@ -2,6 +2,11 @@
 //! noise, each compared on its own against a small relative tolerance. An
 //! increase beyond it is a regression with no significance test and no
 //! re-run.
+//!
+//! Statements and commits count transactions, and where steps of a task
+//! run at the same time, timing decides whether they share one (diamond's
+//! middle steps are claimed and their results processed together, or not):
+//! those two are judged beyond the tolerance times that spread.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +59,11 @@ impl CostMetric {
             CostMetric::RowsWritten | CostMetric::WalRecords => config.cost_tolerance,
         }
     }
+
+    /// Counts transactions, which steps running at the same time may share.
+    pub fn counts_transactions(self) -> bool {
+        matches!(self, CostMetric::Statements | CostMetric::Commits)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,37 +73,50 @@ pub struct CostChange {
     pub current: f64,
     /// current / baseline − 1; None when the baseline is zero.
     pub relative_change: Option<f64>,
+    /// The increase allowed (relative): the metric's tolerance, widened by
+    /// the sharing spread for statements and commits.
     pub tolerance: f64,
     pub verdict: Verdict,
 }
 
-/// Every counter of `current` against `baseline`.
+/// Every counter of `current` against `baseline`. `spread` is how far
+/// timing alone moves the transaction counts
+/// (`ScenarioResult::sharing_spread`, 1 for a chain).
 pub fn compare_costs(
     baseline: &StepCosts,
     current: &StepCosts,
     config: &CompareConfig,
+    spread: f64,
 ) -> Vec<CostChange> {
     let change = |metric: CostMetric| {
         let (b, c) = (metric.value(baseline), metric.value(current));
-        let tolerance = metric.tolerance(config);
+        let spread = if metric.counts_transactions() {
+            spread.max(1.0)
+        } else {
+            1.0
+        };
+        let (high, low) = (
+            b * (1.0 + metric.tolerance(config)) * spread,
+            b * (1.0 - metric.tolerance(config)) / spread,
+        );
         CostChange {
             metric,
             baseline: b,
             current: c,
             relative_change: (b != 0.0).then(|| c / b - 1.0),
-            tolerance,
-            verdict: cost_verdict(b, c, tolerance),
+            tolerance: (1.0 + metric.tolerance(config)) * spread - 1.0,
+            verdict: cost_verdict(c, high, low),
         }
     };
     CostMetric::ALL.into_iter().map(change).collect()
 }
 
-/// Beyond `baseline × (1 ± tolerance)` is a change; from zero, any increase
-/// is a regression.
-fn cost_verdict(baseline: f64, current: f64, tolerance: f64) -> Verdict {
-    if current > baseline * (1.0 + tolerance) {
+/// Above `high` is a regression (from a baseline of zero, any increase),
+/// below `low` an improvement.
+fn cost_verdict(current: f64, high: f64, low: f64) -> Verdict {
+    if current > high {
         Verdict::Regressed
-    } else if current < baseline * (1.0 - tolerance) {
+    } else if current < low {
         Verdict::Improved
     } else {
         Verdict::Unchanged
@@ -121,7 +144,7 @@ mod tests {
             statements_per_step: baseline.statements_per_step * 4.0 / 3.0,
             ..baseline
         };
-        let changes = compare_costs(&baseline, &current, &CompareConfig::default());
+        let changes = compare_costs(&baseline, &current, &CompareConfig::default(), 1.0);
         assert_eq!(
             verdict_of(&changes, CostMetric::Statements),
             Verdict::Regressed
@@ -141,7 +164,7 @@ mod tests {
             wal_bytes_per_step: baseline.wal_bytes_per_step * 1.04,
             ..baseline
         };
-        let changes = compare_costs(&baseline, &current, &CompareConfig::default());
+        let changes = compare_costs(&baseline, &current, &CompareConfig::default(), 1.0);
         assert!(
             changes.iter().all(|c| c.verdict == Verdict::Unchanged),
             "{changes:?}"
@@ -156,7 +179,7 @@ mod tests {
             wal_bytes_per_step: baseline.wal_bytes_per_step * 1.06,
             ..baseline
         };
-        let changes = compare_costs(&baseline, &current, &CompareConfig::default());
+        let changes = compare_costs(&baseline, &current, &CompareConfig::default(), 1.0);
         assert_eq!(verdict_of(&changes, CostMetric::Commits), Verdict::Improved);
         assert_eq!(
             verdict_of(&changes, CostMetric::WalBytes),
@@ -165,8 +188,69 @@ mod tests {
     }
 
     #[test]
+    fn parallel_steps_widen_only_the_transaction_counts() {
+        // Diamond (spread 4/3): its middle steps sharing no transaction in
+        // this run (3.25 commits a step) and all of them in the baseline's
+        // (2.5) is not a regression; one more commit a step still is, and
+        // so is 3% more WAL records.
+        let baseline = StepCosts {
+            commits_per_step: 2.5,
+            ..step_costs()
+        };
+        let unshared = StepCosts {
+            commits_per_step: 3.25,
+            ..baseline
+        };
+        let changes = compare_costs(&baseline, &unshared, &CompareConfig::default(), 4.0 / 3.0);
+        assert_eq!(
+            verdict_of(&changes, CostMetric::Commits),
+            Verdict::Unchanged
+        );
+        let with_one_more = StepCosts {
+            commits_per_step: 4.25,
+            wal_records_per_step: baseline.wal_records_per_step * 1.03,
+            ..baseline
+        };
+        let changes = compare_costs(
+            &baseline,
+            &with_one_more,
+            &CompareConfig::default(),
+            4.0 / 3.0,
+        );
+        assert_eq!(
+            verdict_of(&changes, CostMetric::Commits),
+            Verdict::Regressed
+        );
+        assert_eq!(
+            verdict_of(&changes, CostMetric::WalRecords),
+            Verdict::Regressed
+        );
+        // The same move on a chain is a regression.
+        let changes = compare_costs(&baseline, &unshared, &CompareConfig::default(), 1.0);
+        assert_eq!(
+            verdict_of(&changes, CostMetric::Commits),
+            Verdict::Regressed
+        );
+    }
+
+    #[test]
     fn an_increase_from_zero_regresses() {
-        assert_eq!(cost_verdict(0.0, 0.1, 0.02), Verdict::Regressed);
-        assert_eq!(cost_verdict(0.0, 0.0, 0.02), Verdict::Unchanged);
+        let zero = StepCosts {
+            rows_written_per_step: 0.0,
+            ..step_costs()
+        };
+        let some = StepCosts {
+            rows_written_per_step: 0.1,
+            ..zero
+        };
+        let config = CompareConfig::default();
+        let verdict = |current| {
+            verdict_of(
+                &compare_costs(&zero, current, &config, 1.0),
+                CostMetric::RowsWritten,
+            )
+        };
+        assert_eq!(verdict(&some), Verdict::Regressed);
+        assert_eq!(verdict(&zero), Verdict::Unchanged);
     }
 }

@@ -214,7 +214,33 @@ fn cost_section(comparison: &Comparison) -> Vec<String> {
     ];
     lines.extend(rows);
     lines.push(String::new());
+    lines.extend(widened_note(comparison));
     lines
+}
+
+/// Names the scenarios whose statements and commits were judged within a
+/// band widened by their parallel steps.
+fn widened_note(comparison: &Comparison) -> Vec<String> {
+    let widened: Vec<String> = comparison
+        .scenarios
+        .iter()
+        .filter_map(|s| {
+            let statements = s.costs.iter().find(|c| c.metric.counts_transactions())?;
+            (statements.tolerance > comparison.config.statement_tolerance + 1e-9)
+                .then(|| format!("{} (+{:.0}%)", s.name, statements.tolerance * 100.0))
+        })
+        .collect();
+    if widened.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        format!(
+            "Statements and commits of scenarios whose steps run at the same time are judged within a \
+             wider band, as timing decides how many of those steps share a transaction: {}.",
+            widened.join(", ")
+        ),
+        String::new(),
+    ]
 }
 
 fn cost_row(scenario: &ScenarioComparison) -> String {

@@ -70,6 +70,7 @@ pub fn scenario(name: &str, samples_us: Vec<u64>, costs: StepCosts) -> ScenarioR
         template: format!("{name}/{name}_workflow@1.0.0"),
         rows: None,
         steps_per_task: 4,
+        critical_path_steps: Some(4),
         latency: Some(LatencyResult {
             warmup: 100,
             summary: Summary::of(&samples_us),

@@ -29,6 +29,40 @@ fn more_statements_regress_with_unchanged_latency() {
 }
 
 #[test]
+fn a_diamond_sharing_fewer_transactions_than_its_baseline_did_is_not_a_regression() {
+    // The release baseline's middle steps shared most transactions (an old
+    // result, without the critical path); this debug run's shared none.
+    let shared = StepCosts {
+        statements_per_step: 2.98,
+        commits_per_step: 2.71,
+        ..step_costs()
+    };
+    let mut baseline = scenario("diamond", samples(1), shared);
+    baseline.critical_path_steps = None;
+    let unshared = StepCosts {
+        statements_per_step: 3.35,
+        commits_per_step: 3.25,
+        ..shared
+    };
+    let mut current = scenario("diamond", samples(2), unshared);
+    current.critical_path_steps = Some(3);
+    let compare = |current: &ScenarioResult| {
+        compare_runs(
+            &run("b", vec![baseline.clone()]),
+            &run("c", vec![current.clone()]),
+            &CompareConfig::default(),
+        )
+    };
+    let comparison = compare(&current);
+    let diamond = comparison.scenario("diamond").expect("compared");
+    assert_eq!(diamond.cost_verdict(), Verdict::Unchanged);
+    assert!(render_markdown(&comparison).contains("share a transaction: diamond (+47%)"));
+    // As a chain (no step beside another), the same counts regress.
+    current.critical_path_steps = Some(4);
+    assert_eq!(compare(&current).overall(), Verdict::Regressed);
+}
+
+#[test]
 fn a_faster_run_improves_and_an_equal_one_is_unchanged() {
     let baseline = run("b", vec![scenario("linear", samples(3), step_costs())]);
     let faster = run(
@@ -176,7 +210,8 @@ fn ab_scenarios_combine_paired_latency_and_costs() {
     let paired = compare_interleaved(&a, &slower, &config).expect("pairs");
     assert_eq!(paired.verdict, Verdict::Regressed);
     let costs = step_costs();
-    let mut scenario = compare_ab_scenario("linear", paired, Some(&costs), Some(&costs), &config);
+    let mut scenario =
+        compare_ab_scenario("linear", paired, Some(&costs), Some(&costs), &config, 1.0);
     assert_eq!(scenario.cost_verdict(), Verdict::Unchanged);
     assert_eq!(scenario.verdict(), Verdict::Regressed);
     assert!(scenario.paired.as_ref().unwrap().needs_confirmation());
@@ -189,7 +224,14 @@ fn ab_scenarios_combine_paired_latency_and_costs() {
         ..costs
     };
     let unchanged = compare_interleaved(&a, &a, &config).expect("pairs");
-    let costlier = compare_ab_scenario("linear", unchanged, Some(&costs), Some(&more_wal), &config);
+    let costlier = compare_ab_scenario(
+        "linear",
+        unchanged,
+        Some(&costs),
+        Some(&more_wal),
+        &config,
+        1.0,
+    );
     assert_eq!(costlier.verdict(), Verdict::Regressed);
     let comparison = Comparison {
         baseline_id: "main (abc)".into(),

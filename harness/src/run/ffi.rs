@@ -45,16 +45,25 @@ pub async fn run_scenario(
     let rust = Side::new(build.clone(), Vec::new());
     let host = Side::new(build, Vec::new()).with_worker(worker.serving(&template.namespace_name));
     let samples = run_ab(plan, scenario, pairs, &rust, &host).await?;
-    let steps = template.steps.len();
+    let shape = Shape {
+        steps: template.steps.len(),
+        critical_path: Scenario::critical_path_steps(&template),
+    };
     let template = template.key().to_string();
     Ok(Some(result(
         scenario,
         language,
         latency.warmup,
         template,
-        steps,
+        shape,
         samples,
     )))
+}
+
+/// The template's steps and the longest chain of them.
+struct Shape {
+    steps: usize,
+    critical_path: u32,
 }
 
 /// The language side's latency, costs and phases, with the comparison.
@@ -63,10 +72,10 @@ fn result(
     language: Language,
     warmup: u64,
     template: String,
-    steps: usize,
+    shape: Shape,
     samples: AbSamples,
 ) -> ScenarioResult {
-    let steps = steps.max(1);
+    let steps = shape.steps.max(1);
     let ffi = paired::median_difference(
         &samples.baseline_us,
         &samples.candidate_us,
@@ -91,6 +100,7 @@ fn result(
         template,
         rows: scenario.rows,
         steps_per_task: steps as u32,
+        critical_path_steps: Some(shape.critical_path),
         latency: Some(LatencyResult {
             warmup,
             summary: Summary::of(&samples.candidate_us),

@@ -54,6 +54,7 @@ impl FloorSession {
             template: template.key().to_string(),
             rows: scenario.rows,
             steps_per_task: dag.len() as u32,
+            critical_path_steps: Some(Scenario::critical_path_steps(&template)),
             latency: None,
             throughput: Vec::new(),
             phases: None,
