@@ -5,6 +5,8 @@
 //! flushes. And one real `profile --with postgres` run of the linear
 //! scenario, from the probes to the record the report ranks.
 
+mod common;
+
 use std::time::Duration;
 
 use pg_local::{ClusterOptions, LocalCluster};
@@ -195,13 +197,10 @@ async fn each_synchronous_commit_is_a_timed_wal_flush() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profiled_run_of_linear_reads_every_probe_into_a_ranked_record() {
-    use tasker_engine::config::TaskerConfig;
     use tasker_harness::build::EngineBuild;
     use tasker_harness::profile::analyze::{analyze, Analysis};
     use tasker_harness::profile::recipe::Recipe;
     use tasker_harness::profile::session::{run_profiled, ProfileSpec, Target};
-    use tasker_harness::run::RunPlan;
-    use tasker_harness::scenario;
 
     // Durable commits (fsync on: flushes are counted) and
     // pg_stat_statements, as `profile` provisions them.
@@ -211,20 +210,12 @@ async fn a_profiled_run_of_linear_reads_every_probe_into_a_ranked_record() {
         "pg_stat_statements".into(),
     ));
     let cluster = LocalCluster::start(&options).expect("a local PostgreSQL");
-    let plan = RunPlan {
-        scenarios: scenario::select(
-            scenario::load(&scenario::default_path()).unwrap(),
-            &[],
-            &["linear".to_string()],
-        )
-        .unwrap(),
-        engine_config: TaskerConfig::default(),
-        admin_url: cluster.admin_url(),
-        backend: "local".into(),
-        reason: "test".into(),
-        samples: None,
-        latency_only: true,
-    };
+    let plan = common::plan(
+        common::scenarios(&["linear"]),
+        cluster.admin_url(),
+        None,
+        true,
+    );
     let mut recipe = Recipe::load("postgres").unwrap();
     // Every statement's plan, so that some are surely logged.
     recipe.database.explain_sample_rate = 1.0;

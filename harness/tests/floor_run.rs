@@ -3,12 +3,13 @@
 //! own tables say so, also under an open-loop load), and a step costs what
 //! the model says, counted by pg_stat_statements like any scenario.
 
+mod common;
+
 use pg_local::{ClusterOptions, LocalCluster};
 use sqlx::{Connection, PgConnection};
-use tasker_engine::config::TaskerConfig;
 use tasker_harness::result::ScenarioResult;
-use tasker_harness::run::{self, RunPlan};
-use tasker_harness::scenario::{self, ThroughputPlan, Topology};
+use tasker_harness::run;
+use tasker_harness::scenario::{ThroughputPlan, Topology};
 
 fn cluster() -> LocalCluster {
     let mut options = ClusterOptions::for_tests();
@@ -66,12 +67,7 @@ async fn tables(cluster: &LocalCluster, scenario: &str) -> Tables {
 #[tokio::test]
 async fn the_floor_runs_every_task_once_at_the_cost_its_model_says() {
     let cluster = cluster();
-    let mut scenarios = scenario::select(
-        scenario::load(&scenario::default_path()).unwrap(),
-        &[],
-        &["floor_linear".to_string(), "floor_diamond".to_string()],
-    )
-    .unwrap();
+    let mut scenarios = common::scenarios(&["floor_linear", "floor_diamond"]);
     assert_eq!(scenarios.len(), 2);
     for s in &mut scenarios {
         assert_eq!(s.topology, Topology::Floor);
@@ -82,15 +78,7 @@ async fn the_floor_runs_every_task_once_at_the_cost_its_model_says() {
             duration_s: 0.5,
         });
     }
-    let plan = RunPlan {
-        scenarios,
-        engine_config: TaskerConfig::default(),
-        admin_url: cluster.admin_url(),
-        backend: "local".into(),
-        reason: "test".into(),
-        samples: Some(6),
-        latency_only: false,
-    };
+    let plan = common::plan(scenarios, cluster.admin_url(), Some(6), false);
     let run = run::run(&plan).await.expect("the floor runs");
 
     let timings = run.server_timings.expect("server timings are measured");
@@ -181,24 +169,11 @@ async fn task_span(cluster: &LocalCluster, scenario: &str, table: &str) -> (f64,
 #[tokio::test]
 async fn a_scenario_and_its_floor_interleave_their_latency_tasks() {
     let cluster = cluster();
-    let mut scenarios = scenario::select(
-        scenario::load(&scenario::default_path()).unwrap(),
-        &[],
-        &["linear".to_string(), "floor_linear".to_string()],
-    )
-    .unwrap();
+    let mut scenarios = common::scenarios(&["linear", "floor_linear"]);
     for s in &mut scenarios {
         s.latency.as_mut().unwrap().warmup = 3;
     }
-    let plan = RunPlan {
-        scenarios,
-        engine_config: TaskerConfig::default(),
-        admin_url: cluster.admin_url(),
-        backend: "local".into(),
-        reason: "test".into(),
-        samples: Some(30),
-        latency_only: true,
-    };
+    let plan = common::plan(scenarios, cluster.admin_url(), Some(30), true);
     let run = run::run(&plan).await.expect("the pair runs");
 
     let names: Vec<&str> = run.scenarios.iter().map(|s| s.name.as_str()).collect();

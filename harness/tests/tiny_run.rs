@@ -1,29 +1,16 @@
 //! A tiny real run (a few tasks on a throwaway cluster) produces a valid
 //! result file.
 
-use tasker_engine::config::TaskerConfig;
+mod common;
+
 use tasker_harness::result::RunResult;
 use tasker_harness::run::{self, RunPlan};
-use tasker_harness::scenario;
 
 #[tokio::test]
 async fn a_tiny_run_writes_a_result_that_reads_back() {
     let cluster = pg_local::shared().expect("local PostgreSQL");
-    let scenarios = scenario::select(
-        scenario::load(&scenario::default_path()).unwrap(),
-        &[],
-        &["linear".to_string(), "conditional".to_string()],
-    )
-    .unwrap();
-    let plan = RunPlan {
-        scenarios,
-        engine_config: TaskerConfig::default(),
-        admin_url: cluster.admin_url(),
-        backend: "local".into(),
-        reason: "test".into(),
-        samples: Some(5),
-        latency_only: true,
-    };
+    let scenarios = common::scenarios(&["linear", "conditional"]);
+    let plan = common::plan(scenarios, cluster.admin_url(), Some(5), true);
     let result = run::run(&plan).await.expect("run succeeds");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.json");
@@ -36,6 +23,9 @@ async fn a_tiny_run_writes_a_result_that_reads_back() {
     // batches: the conditional workflow's skipped steps are steps too.
     assert_eq!(linear.steps_per_task, 4);
     assert_eq!(back.scenario("conditional").unwrap().steps_per_task, 7);
+    // One after another; the gate judges its transactions at ±10%.
+    assert_eq!(linear.critical_path_steps, Some(4));
+    assert_eq!(linear.sharing_spread(), 1.0);
     assert_eq!(linear.rows, None);
     let latency = linear.latency.as_ref().unwrap();
     assert_eq!(latency.samples_us.len(), 5);
@@ -71,22 +61,9 @@ async fn a_tiny_run_writes_a_result_that_reads_back() {
 #[tokio::test]
 async fn a_tiny_batch_run_counts_its_batches_as_steps_and_groups_their_phases() {
     let cluster = pg_local::shared().expect("local PostgreSQL");
-    let mut scenarios = scenario::select(
-        scenario::load(&scenario::default_path()).unwrap(),
-        &[],
-        &["batch_1000_rows".to_string()],
-    )
-    .unwrap();
+    let mut scenarios = common::scenarios(&["batch_1000_rows"]);
     scenarios[0].latency.as_mut().unwrap().warmup = 2;
-    let plan = RunPlan {
-        scenarios,
-        engine_config: TaskerConfig::default(),
-        admin_url: cluster.admin_url(),
-        backend: "local".into(),
-        reason: "test".into(),
-        samples: Some(3),
-        latency_only: true,
-    };
+    let plan = common::plan(scenarios, cluster.admin_url(), Some(3), true);
     let result = run::run(&plan).await.expect("run succeeds");
     let batch = result.scenario("batch_1000_rows").unwrap();
     // analyze_csv, 5 batches, aggregate_totals.
@@ -124,20 +101,15 @@ async fn a_tiny_run_on_the_container_backend() {
         .expect(
             "the container backend (Docker is on this machine; scripts/pg-image builds the image)",
         );
-    let scenarios = scenario::select(
-        scenario::load(&scenario::default_path()).unwrap(),
-        &[],
-        &["diamond".to_string()],
-    )
-    .unwrap();
     let plan = RunPlan {
-        scenarios,
-        engine_config: TaskerConfig::default(),
-        admin_url: server.admin_url.clone(),
         backend: server.backend.to_string(),
         reason: server.reason.clone(),
-        samples: Some(3),
-        latency_only: true,
+        ..common::plan(
+            common::scenarios(&["diamond"]),
+            server.admin_url.clone(),
+            Some(3),
+            true,
+        )
     };
     let result = run::run(&plan)
         .await
