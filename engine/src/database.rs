@@ -92,10 +92,18 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
     // schema-qualified anyway. jit is off: every statement here is a short
     // transaction's, and JIT, decided by a plan's estimated cost, compiles
     // on every execution (engine/sql/worker_queues.sql says what that cost
-    // once).
-    let mut options = connect_options(url)?
-        .application_name("tasker")
-        .options([("search_path", "public"), ("jit", "off")]);
+    // once). Transactions are READ COMMITTED whatever the database's
+    // default: orchestration locks a task, then reads its steps in the next
+    // statement, which must see what the lock waited for (another
+    // orchestrator's completed step). Under REPEATABLE READ every statement
+    // reads the transaction's first snapshot, and a join whose parents were
+    // processed side by side is never enqueued (e2e/orchestrators.rs).
+    let mut options = connect_options(url)?.application_name("tasker").options([
+        ("search_path", "public"),
+        ("jit", "off"),
+        // (a space in a value is escaped, as libpq's options say)
+        ("default_transaction_isolation", "read\\ committed"),
+    ]);
     if settings.asynchronous_commit {
         options = options.options([("synchronous_commit", "off")]);
     }

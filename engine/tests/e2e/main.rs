@@ -8,6 +8,7 @@ mod connections;
 mod failures;
 mod fuzz;
 mod leases;
+mod orchestrators;
 mod plans;
 mod scenarios;
 mod sql_functions;

@@ -1,0 +1,198 @@
+//! Two orchestrators processing results of one task at the same moment.
+//! The second waits for the first's lock on the task, and once it holds
+//! it, it must see the step the first completed: otherwise a join would
+//! never be enqueued (each saw the other parent unfinished) and a task
+//! whose last steps ran side by side would never finish. One statement
+//! reads one snapshot, taken before it waits for a lock, which is why
+//! orchestration's processing locks the task in a statement of its own and
+//! reads the steps in the next (engine/sql/results.sql); these tests hold
+//! any faster processing to the same.
+
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres};
+use tasker_engine::database::connect_options;
+use tasker_engine::orchestration::register_templates;
+use tasker_engine::testing::{test_database, TestDatabase};
+use tasker_engine::TaskTemplate;
+use uuid::Uuid;
+
+use crate::plans::{claim_and_submit_one, create_chain_task, process_results};
+use crate::scenario;
+
+/// A root and two leaves after it, nothing after them.
+fn two_leaves() -> TaskTemplate {
+    let step = |name: &str, deps: &str| {
+        format!("  - name: {name}\n    handler:\n      callable: leaves.noop\n{deps}")
+    };
+    let yaml = format!(
+        "name: two_leaves\nnamespace_name: leaves\nversion: \"1.0.0\"\nsteps:\n{}{}{}",
+        step("root", ""),
+        step("leaf_a", "    dependencies: [root]\n"),
+        step("leaf_b", "    dependencies: [root]\n"),
+    );
+    TaskTemplate::from_yaml_str(&yaml, "two_leaves").expect("test template is valid")
+}
+
+/// Two orchestrators' connections, made as the engine makes them.
+type Orchestrators = (PoolConnection<Postgres>, PoolConnection<Postgres>);
+
+/// A migrated database with `template` registered, whose sessions default
+/// to `isolation` when given (as a database's settings may say), its
+/// engine pool and two orchestrators' connections from it.
+async fn orchestrators(
+    template: TaskTemplate,
+    isolation: Option<&str>,
+) -> (TestDatabase, PgPool, Orchestrators) {
+    let database = test_database().await.unwrap();
+    if let Some(isolation) = isolation {
+        let mut admin = PgConnection::connect_with(&connect_options(&database.url).unwrap())
+            .await
+            .unwrap();
+        let alter = format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_isolation = '{isolation}'",
+            database.name
+        );
+        admin.execute(alter.as_str()).await.unwrap();
+    }
+    let pool = tasker_engine::database::connect(&database.url, &Default::default())
+        .await
+        .unwrap();
+    tasker_engine::database::migrate(&pool).await.unwrap();
+    register_templates(&pool, &[template]).await.unwrap();
+    let first = pool.acquire().await.unwrap();
+    let second = pool.acquire().await.unwrap();
+    (database, pool, (first, second))
+}
+
+/// A task of `template` whose root has run and whose two next steps have
+/// both reported success, their results waiting for orchestration.
+async fn two_results_waiting(conn: &mut PgConnection, namespace: &str, template: &str) -> Uuid {
+    let task = create_chain_task(conn, namespace, template, 1).await;
+    claim_and_submit_one(conn, namespace).await;
+    process_results(conn).await;
+    let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(&format!(
+        r#"SELECT msg_id, workflow_step_uuid, claim_token
+             FROM tasker."claim_worker_{namespace}_queue"(30, 10, 'w')"#
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 2, "the root's two children");
+    let results: Vec<_> = claimed
+        .iter()
+        .map(|(msg, step, token)| {
+            serde_json::json!({
+                "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
+                "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
+            })
+        })
+        .collect();
+    let accepted: Vec<bool> = sqlx::query_scalar(&format!(
+        r#"SELECT accepted FROM tasker."submit_worker_{namespace}_queue"($1)"#
+    ))
+    .bind(serde_json::Value::from(results))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(accepted, [true, true]);
+    task
+}
+
+/// Orchestration's processing of one result a call.
+const PROCESS_ONE: &str = "SELECT * FROM tasker.process_step_results(1)";
+
+/// The first orchestrator processes one result in a transaction it keeps
+/// open; the second starts on the other result and waits for the task;
+/// then the first commits and the second finishes.
+async fn process_side_by_side(pool: &PgPool, (mut first, mut second): Orchestrators) {
+    (&mut *first).execute("BEGIN").await.unwrap();
+    (&mut *first).fetch_all(PROCESS_ONE).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *second)
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        (&mut *second).fetch_all(PROCESS_ONE).await.unwrap();
+    });
+    let started = Instant::now();
+    loop {
+        let blocked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+        )
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if blocked {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second orchestrator never waited for the task the first holds"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (&mut *first).execute("COMMIT").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the second orchestrator finishes once the first commits")
+        .unwrap();
+}
+
+async fn task_state(pool: &PgPool, task: Uuid) -> String {
+    sqlx::query_scalar("SELECT state::text FROM tasker.tasks WHERE task_uuid = $1")
+        .bind(task)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The join of a diamond whose middle results are processed side by side
+/// on a database whose sessions default to `isolation`.
+async fn join_processed_side_by_side(isolation: Option<&str>) {
+    let (_database, pool, (mut first, second)) =
+        orchestrators(scenario("diamond_workflow"), isolation).await;
+    let task = two_results_waiting(&mut first, "diamond", "diamond_workflow").await;
+    process_side_by_side(&pool, (first, second)).await;
+
+    let (state, messages): (String, i64) = sqlx::query_as(
+        "SELECT ws.state::text,
+                (SELECT count(*) FROM pgmq.q_worker_diamond_queue q
+                  WHERE q.message->>'step_uuid' = ws.workflow_step_uuid::text)
+           FROM tasker.workflow_steps ws
+          WHERE ws.task_uuid = $1 AND ws.name = 'diamond_end'",
+    )
+    .bind(task)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (state.as_str(), messages),
+        ("enqueued", 1),
+        "the join, once both its parents' results were processed"
+    );
+    let mut conn = pool.acquire().await.unwrap();
+    claim_and_submit_one(&mut conn, "diamond").await;
+    process_results(&mut conn).await;
+    assert_eq!(task_state(&pool, task).await, "complete");
+}
+
+#[tokio::test]
+async fn a_join_whose_parents_are_processed_side_by_side_is_enqueued_once() {
+    join_processed_side_by_side(None).await;
+}
+
+#[tokio::test]
+async fn a_database_defaulting_to_repeatable_read_does_not_strand_a_join() {
+    join_processed_side_by_side(Some("repeatable read")).await;
+}
+
+#[tokio::test]
+async fn a_task_whose_last_steps_are_processed_side_by_side_finishes() {
+    let (_database, pool, (mut first, second)) = orchestrators(two_leaves(), None).await;
+    let task = two_results_waiting(&mut first, "leaves", "two_leaves").await;
+    process_side_by_side(&pool, (first, second)).await;
+    assert_eq!(task_state(&pool, task).await, "complete");
+}
