@@ -18,7 +18,7 @@ use tasker_engine::testing::{test_database, TestDatabase};
 use tasker_engine::TaskTemplate;
 use uuid::Uuid;
 
-use crate::plans::{claim_and_submit_one, create_chain_task, process_results};
+use crate::plans::{claim_and_submit, claim_and_submit_one, create_chain_task, process_results};
 use crate::scenario;
 
 /// A root and two leaves after it, nothing after them.
@@ -72,31 +72,7 @@ async fn two_results_waiting(conn: &mut PgConnection, namespace: &str, template:
     let task = create_chain_task(conn, namespace, template, 1).await;
     claim_and_submit_one(conn, namespace).await;
     process_results(conn).await;
-    let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(&format!(
-        r#"SELECT msg_id, workflow_step_uuid, claim_token
-             FROM tasker."claim_worker_{namespace}_queue"(30, 10, 'w')"#
-    ))
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap();
-    assert_eq!(claimed.len(), 2, "the root's two children");
-    let results: Vec<_> = claimed
-        .iter()
-        .map(|(msg, step, token)| {
-            serde_json::json!({
-                "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
-                "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
-            })
-        })
-        .collect();
-    let accepted: Vec<bool> = sqlx::query_scalar(&format!(
-        r#"SELECT accepted FROM tasker."submit_worker_{namespace}_queue"($1)"#
-    ))
-    .bind(serde_json::Value::from(results))
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap();
-    assert_eq!(accepted, [true, true]);
+    claim_and_submit(conn, namespace, 2).await;
     task
 }
 

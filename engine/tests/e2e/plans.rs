@@ -73,6 +73,12 @@ pub(crate) async fn create_chain_task(
 /// As a worker of `namespace`: claims the one step on its queue and
 /// submits its success.
 pub(crate) async fn claim_and_submit_one(tx: &mut PgConnection, namespace: &str) {
+    claim_and_submit(tx, namespace, 1).await;
+}
+
+/// As a worker of `namespace`: claims the `steps` steps on its queue and
+/// submits their successes in one call.
+pub(crate) async fn claim_and_submit(tx: &mut PgConnection, namespace: &str, steps: usize) {
     let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(&format!(
         r#"SELECT msg_id, workflow_step_uuid, claim_token
              FROM tasker."claim_worker_{namespace}_queue"(30, 10, 'w')"#
@@ -80,20 +86,24 @@ pub(crate) async fn claim_and_submit_one(tx: &mut PgConnection, namespace: &str)
     .fetch_all(&mut *tx)
     .await
     .unwrap();
-    assert_eq!(claimed.len(), 1, "one step of the chain at a time");
-    let (msg, step, token) = claimed[0];
-    let results = json!([{
-        "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
-        "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
-    }]);
+    assert_eq!(claimed.len(), steps, "steps waiting on the queue");
+    let results: Vec<_> = claimed
+        .iter()
+        .map(|(msg, step, token)| {
+            json!({
+                "step_uuid": step, "msg_id": msg, "claim_token": token, "success": true,
+                "result": 1, "error": null, "execution_time_us": 10, "worker_id": "w",
+            })
+        })
+        .collect();
     let accepted: Vec<bool> = sqlx::query_scalar(&format!(
         r#"SELECT accepted FROM tasker."submit_worker_{namespace}_queue"($1)"#
     ))
-    .bind(results)
+    .bind(serde_json::Value::from(results))
     .fetch_all(tx)
     .await
     .unwrap();
-    assert_eq!(accepted, [true]);
+    assert_eq!(accepted, vec![true; steps]);
 }
 
 /// As orchestration: processes the results waiting.
