@@ -18,7 +18,9 @@ use tasker_engine::testing::{test_database, TestDatabase};
 use tasker_engine::TaskTemplate;
 use uuid::Uuid;
 
-use crate::plans::{claim_and_submit, claim_and_submit_one, create_chain_task, process_results};
+use crate::plans::{
+    assert_complete, claim_and_submit, claim_and_submit_one, create_chain_task, process_results,
+};
 use crate::scenario;
 
 /// A root and two leaves after it, nothing after them.
@@ -117,14 +119,6 @@ async fn process_side_by_side(pool: &PgPool, (mut first, mut second): Orchestrat
         .unwrap();
 }
 
-async fn task_state(pool: &PgPool, task: Uuid) -> String {
-    sqlx::query_scalar("SELECT state::text FROM tasker.tasks WHERE task_uuid = $1")
-        .bind(task)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
 /// The join of a diamond whose middle results are processed side by side
 /// on a database whose sessions default to `isolation`.
 async fn join_processed_side_by_side(isolation: Option<&str>) {
@@ -152,7 +146,7 @@ async fn join_processed_side_by_side(isolation: Option<&str>) {
     let mut conn = pool.acquire().await.unwrap();
     claim_and_submit_one(&mut conn, "diamond").await;
     process_results(&mut conn).await;
-    assert_eq!(task_state(&pool, task).await, "complete");
+    assert_complete(&mut conn, task).await;
 }
 
 #[tokio::test]
@@ -170,5 +164,5 @@ async fn a_task_whose_last_steps_are_processed_side_by_side_finishes() {
     let (_database, pool, (mut first, second)) = orchestrators(two_leaves(), None).await;
     let task = two_results_waiting(&mut first, "leaves", "two_leaves").await;
     process_side_by_side(&pool, (first, second)).await;
-    assert_eq!(task_state(&pool, task).await, "complete");
+    assert_complete(&mut pool.acquire().await.unwrap(), task).await;
 }

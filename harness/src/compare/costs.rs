@@ -95,16 +95,17 @@ pub fn compare_costs(
         } else {
             1.0
         };
+        let tolerance = metric.tolerance(config);
         let (high, low) = (
-            b * (1.0 + metric.tolerance(config)) * spread,
-            b * (1.0 - metric.tolerance(config)) / spread,
+            b * (1.0 + tolerance) * spread,
+            b * (1.0 - tolerance) / spread,
         );
         CostChange {
             metric,
             baseline: b,
             current: c,
             relative_change: (b != 0.0).then(|| c / b - 1.0),
-            tolerance: (1.0 + metric.tolerance(config)) * spread - 1.0,
+            tolerance: (1.0 + tolerance) * spread - 1.0,
             verdict: cost_verdict(c, high, low),
         }
     };
