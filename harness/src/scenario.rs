@@ -243,21 +243,6 @@ impl Scenario {
             .with_context(|| format!("template {} not found", self.template))
     }
 
-    /// Steps on the template's longest chain of dependencies: as many as
-    /// its steps when they run one after another, fewer when some can run
-    /// at the same time (diamond: 3 of 4).
-    pub fn critical_path_steps(template: &TaskTemplate) -> u32 {
-        let mut depth: std::collections::HashMap<&str, u32> = Default::default();
-        for step in template.topological_order() {
-            let before = step
-                .dependencies
-                .iter()
-                .filter_map(|d| depth.get(d.as_str()));
-            depth.insert(&step.name, 1 + before.max().copied().unwrap_or(0));
-        }
-        depth.into_values().max().unwrap_or(0)
-    }
-
     /// The request every task of the scenario is made from (each then
     /// gets its own idempotency key).
     pub fn request(&self, template: &TaskTemplate) -> TaskRequest {
@@ -267,23 +252,5 @@ impl Scenario {
             &template.version,
             self.context_json(),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_critical_path_counts_the_longest_chain_of_steps() {
-        let path = |name: &str| {
-            let template = tasker_scenarios::template(name).expect("template");
-            (
-                template.steps.len(),
-                Scenario::critical_path_steps(&template),
-            )
-        };
-        assert_eq!(path("linear_workflow"), (4, 4));
-        assert_eq!(path("diamond_workflow"), (4, 3));
     }
 }

@@ -30,6 +30,21 @@ impl TaskTemplate {
         order
     }
 
+    /// Steps on the longest chain of dependencies: as many as the steps
+    /// when they run one after another, fewer when some can run at the same
+    /// time (a diamond: 3 of 4). 0 for no steps.
+    pub fn critical_path_len(&self) -> usize {
+        let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+        for step in self.topological_order() {
+            let after = step
+                .dependencies
+                .iter()
+                .filter_map(|d| depth.get(d.as_str()));
+            depth.insert(&step.name, 1 + after.max().copied().unwrap_or(0));
+        }
+        depth.into_values().max().unwrap_or(0)
+    }
+
     /// Reports one cycle per strongly connected group of steps, naming the
     /// steps in dependency order, starting from the first declared one.
     /// Self-dependencies are reported by `check_steps`.

@@ -120,6 +120,16 @@ fn scenario_templates_load_with_expected_shape() {
 }
 
 #[test]
+fn the_critical_path_is_the_longest_chain_of_steps() {
+    let path = |file: &str| {
+        let t = scenario(file);
+        (t.steps.len(), t.critical_path_len())
+    };
+    assert_eq!(path("linear.yaml"), (4, 4));
+    assert_eq!(path("diamond.yaml"), (4, 3));
+}
+
+#[test]
 fn scenario_orders_and_callables() {
     let linear = scenario("linear.yaml");
     assert_eq!(

@@ -8,7 +8,7 @@ use tasker_harness::build::EngineBuild;
 use tasker_harness::compare::{self, CompareConfig};
 use tasker_harness::result::sharing_spread;
 use tasker_harness::run::{self, RunPlan, Side};
-use tasker_harness::scenario::{Scenario, Topology};
+use tasker_harness::scenario::Topology;
 
 use super::compare::verdict_exit;
 use super::run::{prepare, RunArgs};
@@ -103,7 +103,7 @@ async fn gate_ab(
         let template = scenario.load_template()?;
         let spread = sharing_spread(
             template.steps.len() as u32,
-            Scenario::critical_path_steps(&template),
+            template.critical_path_len() as u32,
         );
         let run = || async {
             let samples = run::ab::run_ab(plan, scenario, pairs, reference, candidate)

@@ -47,7 +47,7 @@ pub async fn run_scenario(
     let samples = run_ab(plan, scenario, pairs, &rust, &host).await?;
     let shape = Shape {
         steps: template.steps.len(),
-        critical_path: Scenario::critical_path_steps(&template),
+        critical_path: template.critical_path_len() as u32,
     };
     let template = template.key().to_string();
     Ok(Some(result(

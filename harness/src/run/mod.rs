@@ -171,7 +171,7 @@ fn empty_result(scenario: &Scenario, template: &TaskTemplate) -> ScenarioResult 
         // The template's steps until the measured tasks are counted (a
         // batch template's batch_worker is not a step until run time).
         steps_per_task: template.steps.len() as u32,
-        critical_path_steps: Some(Scenario::critical_path_steps(template)),
+        critical_path_steps: Some(template.critical_path_len() as u32),
         latency: None,
         throughput: Vec::new(),
         phases: None,

@@ -54,7 +54,7 @@ impl FloorSession {
             template: template.key().to_string(),
             rows: scenario.rows,
             steps_per_task: dag.len() as u32,
-            critical_path_steps: Some(Scenario::critical_path_steps(&template)),
+            critical_path_steps: Some(template.critical_path_len() as u32),
             latency: None,
             throughput: Vec::new(),
             phases: None,
