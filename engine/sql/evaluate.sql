@@ -11,6 +11,7 @@
 -- type, and with other arguments it makes a second function.
 DROP FUNCTION IF EXISTS tasker.tasks_execution_context(uuid[]);
 DROP FUNCTION IF EXISTS tasker.tasks_step_readiness(uuid[]);
+DROP FUNCTION IF EXISTS tasker.tasks_step_readiness(uuid[], uuid[]);
 DROP FUNCTION IF EXISTS tasker.evaluate_tasks(uuid[]);
 
 -- Decide what a task does next from its execution context: finalize it,
@@ -306,7 +307,9 @@ $$;
 
 -- Readiness of every step of the given tasks, and of the children of the
 -- given steps (p_children_of: steps just completed, whose children are
--- the only steps their completion can make ready). A step is ready when
+-- the only steps their completion can make ready). p_done: steps to count
+-- as complete whatever their state (a statement that completes them reads
+-- them as they were before: statements/complete_steps.sql). A step is ready when
 -- it is pending or waiting for retry, every parent is complete, resolved
 -- manually or skipped (cancelled by a decision), it has attempts left and
 -- its backoff has passed. Set-returning SQL, inlined into its callers'
@@ -316,7 +319,8 @@ $$;
 -- subqueries, which PostgreSQL runs as lookups by the outer row's key).
 -- Joined to the steps instead, the edges were read whole by plans made on
 -- tiny tables (plans.rs).
-CREATE OR REPLACE FUNCTION tasker.tasks_step_readiness(p_tasks uuid[], p_children_of uuid[] DEFAULT '{}')
+CREATE OR REPLACE FUNCTION tasker.tasks_step_readiness(
+    p_tasks uuid[], p_children_of uuid[] DEFAULT '{}', p_done uuid[] DEFAULT '{}')
 RETURNS TABLE (
     task_uuid          uuid,
     workflow_step_uuid uuid,
@@ -348,9 +352,12 @@ LANGUAGE sql STABLE AS $$
       -- indexed three times, it was run once per index.
      CROSS JOIN LATERAL (
         SELECT count(*)::integer AS parents,
-               (count(*) FILTER (WHERE pe.state IN ('complete', 'resolved_manually', 'cancelled')))::integer AS done,
-               (count(*) FILTER (WHERE tasker.step_in_flight(pe.state)))::integer AS in_flight
-          FROM (SELECT (SELECT p.state FROM tasker.workflow_steps p
+               (count(*) FILTER (WHERE pe.state IN ('complete', 'resolved_manually', 'cancelled')
+                                    OR pe.step = ANY (p_done)))::integer AS done,
+               (count(*) FILTER (WHERE tasker.step_in_flight(pe.state)
+                                   AND NOT pe.step = ANY (p_done)))::integer AS in_flight
+          FROM (SELECT e.from_step_uuid AS step,
+                       (SELECT p.state FROM tasker.workflow_steps p
                          WHERE p.workflow_step_uuid = e.from_step_uuid) AS state
                   FROM tasker.workflow_step_edges e
                  WHERE e.to_step_uuid = s.workflow_step_uuid

@@ -75,6 +75,11 @@ BEGIN
     v_tasks := ARRAY(SELECT t.task_uuid FROM tasker.tasks t
                       WHERE t.task_uuid = ANY (v_msg_tasks)
                       ORDER BY t.task_uuid FOR NO KEY UPDATE);
+    -- And their rows updated: the one-statement path
+    -- (statements/complete_steps.sql) takes a task only when its row is
+    -- the version its snapshot saw, so one that waited for this lock sees
+    -- that this transaction changed the task.
+    UPDATE tasker.tasks t SET updated_at = clock_timestamp() WHERE t.task_uuid = ANY (v_tasks);
     FOR i IN 1 .. v_taken LOOP
         v_task := v_msg_tasks[i];
         m := v_messages[i];

@@ -135,6 +135,8 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
 pub struct Dedicated {
     pool: PgPool,
     connection: Option<PgConnection>,
+    /// A statement run on each connection when it is taken (settings).
+    session: Option<&'static str>,
 }
 
 impl Dedicated {
@@ -144,6 +146,16 @@ impl Dedicated {
         Self {
             pool,
             connection: None,
+            session: None,
+        }
+    }
+
+    /// As [`Dedicated::new`], with settings of this loop's own for its
+    /// session: `session` is run once a connection (`set_config` calls).
+    pub fn with_session(pool: PgPool, session: &'static str) -> Self {
+        Self {
+            session: Some(session),
+            ..Self::new(pool)
         }
     }
 
@@ -151,7 +163,11 @@ impl Dedicated {
     /// again after a failure that may have broken it.
     pub async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         if self.connection.is_none() {
-            self.connection = Some(self.pool.acquire().await?.detach());
+            let mut connection = self.pool.acquire().await?.detach();
+            if let Some(session) = self.session {
+                sqlx::query(session).execute(&mut connection).await?;
+            }
+            self.connection = Some(connection);
         }
         Ok(self.connection.as_mut().expect("connected above"))
     }

@@ -25,6 +25,7 @@ use crate::config::OrchestrationConfig;
 use crate::database;
 use crate::queue::{Wakeups, STEP_RESULTS_QUEUE};
 use crate::telemetry::spawn_named;
+pub use results::{Completed, COMPLETE_STEPS, SESSION as RESULTS_SESSION};
 pub use tasks::{create_task, create_task_as, TaskCreated, TaskRequest};
 pub use templates::register_templates;
 
@@ -78,7 +79,7 @@ impl Orchestrator {
             ));
         }
         let processor = results::ResultProcessor {
-            connection: database::Dedicated::new(pool),
+            connection: database::Dedicated::with_session(pool, results::SESSION),
             wakeup: wakeups.channel(STEP_RESULTS_QUEUE),
             config,
             shutdown: shutdown.clone(),

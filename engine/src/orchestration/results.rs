@@ -15,6 +15,34 @@ use crate::config::OrchestrationConfig;
 use crate::database::{Dedicated, Outage};
 use crate::state::TaskState;
 
+/// The plain completions of a batch, taken in one statement (its header
+/// says when a task is left to `tasker.process_step_results`).
+pub const COMPLETE_STEPS: &str = include_str!("../../sql/statements/complete_steps.sql");
+
+/// The result processor's session: what the hot-path functions set for
+/// themselves, which [`COMPLETE_STEPS`], a plain statement, takes from
+/// its session (engine/sql/README.md says why each).
+pub const SESSION: &str = "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), \
+     set_config('enable_seqscan', 'off', false), set_config('jit', 'off', false)";
+
+/// What [`COMPLETE_STEPS`] did.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Completed {
+    /// Messages looked at (at most the batch size).
+    pub looked_at: i32,
+    /// Messages taken: plain completions of tasks it could decide.
+    pub taken: i32,
+    pub finished: i32,
+    pub enqueued: i32,
+}
+
+impl Completed {
+    /// Messages looked at and left to the function.
+    pub fn left(&self) -> i32 {
+        self.looked_at - self.taken
+    }
+}
+
 #[derive(Debug, sqlx::FromRow)]
 struct Evaluated {
     /// None on the one row of a batch whose messages were all rejected.
@@ -41,8 +69,14 @@ impl ResultProcessor {
         let mut outage = Outage::default();
         loop {
             let drained = match self.process_batch().await {
-                Ok(evaluated) => {
+                Ok((completed, evaluated)) => {
                     outage.recovered("processing step results");
+                    tracing::debug!(
+                        taken = completed.taken,
+                        finished = completed.finished,
+                        enqueued = completed.enqueued,
+                        "plain completions"
+                    );
                     for row in &evaluated {
                         tracing::debug!(task = ?row.task_uuid, state = ?row.task_state,
                             enqueued = row.enqueued, "task evaluated");
@@ -50,8 +84,11 @@ impl ResultProcessor {
                             retries.push(Reverse(instant_of(at)));
                         }
                     }
-                    let taken = evaluated.first().map_or(0, |r| r.batch_messages);
-                    taken < self.config.result_batch_size
+                    let batch = self.config.result_batch_size;
+                    match evaluated.first() {
+                        Some(row) => row.batch_messages < batch,
+                        None => completed.looked_at < batch,
+                    }
                 }
                 Err(error) => {
                     // The batch rolled back: its messages are there again.
@@ -78,14 +115,27 @@ impl ResultProcessor {
         }
     }
 
+    /// A batch: its plain completions in one statement, then, only when
+    /// that left messages (other results, retries, tasks it could not
+    /// decide), the function, which takes any message. Two transactions:
+    /// what the first committed is not taken again.
     #[tracing::instrument(name = "process_step_results", level = "debug", skip_all)]
-    async fn process_batch(&mut self) -> Result<Vec<Evaluated>, sqlx::Error> {
+    async fn process_batch(&mut self) -> Result<(Completed, Vec<Evaluated>), sqlx::Error> {
+        let batch = self.config.result_batch_size;
+        let completed = sqlx::query_as::<_, Completed>(COMPLETE_STEPS)
+            .bind(i64::from(batch))
+            .fetch_one(self.connection.connection().await?)
+            .await;
+        let completed = self.connection.checked(completed)?;
+        if completed.left() == 0 {
+            return Ok((completed, Vec::new()));
+        }
         let evaluated =
             sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1)")
-                .bind(self.config.result_batch_size)
+                .bind(batch)
                 .fetch_all(self.connection.connection().await?)
                 .await;
-        self.connection.checked(evaluated)
+        Ok((completed, self.connection.checked(evaluated)?))
     }
 }
 

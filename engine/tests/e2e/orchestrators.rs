@@ -4,9 +4,11 @@
 //! never be enqueued (each saw the other parent unfinished) and a task
 //! whose last steps ran side by side would never finish. One statement
 //! reads one snapshot, taken before it waits for a lock, which is why
-//! orchestration's processing locks the task in a statement of its own and
-//! reads the steps in the next (engine/sql/results.sql); these tests hold
-//! any faster processing to the same.
+//! orchestration's function locks the task in a statement of its own and
+//! reads the steps in the next (engine/sql/results.sql), and its plain
+//! statement leaves a task whose row changed after its snapshot to the
+//! function (engine/sql/statements/complete_steps.sql). Each pairing of
+//! the two runs here.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ use uuid::Uuid;
 
 use crate::plans::{
     assert_complete, claim_and_submit, claim_and_submit_one, create_chain_task, process_results,
+    process_results_by,
 };
 use crate::scenario;
 
@@ -78,22 +81,48 @@ async fn two_results_waiting(conn: &mut PgConnection, namespace: &str, template:
     task
 }
 
-/// Orchestration's processing of one result a call.
-const PROCESS_ONE: &str = "SELECT * FROM tasker.process_step_results(1)";
+/// How an orchestrator processes the results, one message at a time.
+#[derive(Debug, Clone, Copy)]
+enum Processing {
+    /// `tasker.process_step_results` alone.
+    Function,
+    /// As the result processor does: the plain statement (which must
+    /// leave a task changed since its snapshot), then the function for
+    /// what it left.
+    Engine,
+}
+
+impl Processing {
+    /// Processes one message; returns how many the plain statement took.
+    async fn one(self, conn: &mut PgConnection) -> i32 {
+        match self {
+            Processing::Function => {
+                conn.fetch_all("SELECT * FROM tasker.process_step_results(1)")
+                    .await
+                    .unwrap();
+                0
+            }
+            Processing::Engine => process_results_by(conn, 1).await.taken,
+        }
+    }
+}
 
 /// The first orchestrator processes one result in a transaction it keeps
 /// open; the second starts on the other result and waits for the task;
-/// then the first commits and the second finishes.
-async fn process_side_by_side(pool: &PgPool, (mut first, mut second): Orchestrators) {
+/// then the first commits and the second finishes. Returns how many
+/// messages the second's plain statement took.
+async fn process_side_by_side(
+    pool: &PgPool,
+    (mut first, mut second): Orchestrators,
+    (first_by, second_by): (Processing, Processing),
+) -> i32 {
     (&mut *first).execute("BEGIN").await.unwrap();
-    (&mut *first).fetch_all(PROCESS_ONE).await.unwrap();
+    first_by.one(&mut first).await;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *second)
         .await
         .unwrap();
-    let waiting = tokio::spawn(async move {
-        (&mut *second).fetch_all(PROCESS_ONE).await.unwrap();
-    });
+    let waiting = tokio::spawn(async move { second_by.one(&mut second).await });
     let started = Instant::now();
     loop {
         let blocked: bool = sqlx::query_scalar(
@@ -116,16 +145,20 @@ async fn process_side_by_side(pool: &PgPool, (mut first, mut second): Orchestrat
     tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("the second orchestrator finishes once the first commits")
-        .unwrap();
+        .unwrap()
 }
 
 /// The join of a diamond whose middle results are processed side by side
 /// on a database whose sessions default to `isolation`.
-async fn join_processed_side_by_side(isolation: Option<&str>) {
+async fn join_processed_side_by_side(isolation: Option<&str>, by: (Processing, Processing)) {
     let (_database, pool, (mut first, second)) =
         orchestrators(scenario("diamond_workflow"), isolation).await;
     let task = two_results_waiting(&mut first, "diamond", "diamond_workflow").await;
-    process_side_by_side(&pool, (first, second)).await;
+    let taken = process_side_by_side(&pool, (first, second), by).await;
+    assert_eq!(
+        taken, 0,
+        "the second's plain statement took a task changed since its snapshot"
+    );
 
     let (state, messages): (String, i64) = sqlx::query_as(
         "SELECT ws.state::text,
@@ -151,18 +184,47 @@ async fn join_processed_side_by_side(isolation: Option<&str>) {
 
 #[tokio::test]
 async fn a_join_whose_parents_are_processed_side_by_side_is_enqueued_once() {
-    join_processed_side_by_side(None).await;
+    join_processed_side_by_side(None, (Processing::Function, Processing::Function)).await;
+}
+
+#[tokio::test]
+async fn a_join_whose_parents_the_plain_statement_processes_side_by_side_is_enqueued_once() {
+    join_processed_side_by_side(None, (Processing::Engine, Processing::Engine)).await;
+}
+
+#[tokio::test]
+async fn a_join_whose_parents_the_function_and_the_plain_statement_process_is_enqueued_once() {
+    join_processed_side_by_side(None, (Processing::Function, Processing::Engine)).await;
+    join_processed_side_by_side(None, (Processing::Engine, Processing::Function)).await;
 }
 
 #[tokio::test]
 async fn a_database_defaulting_to_repeatable_read_does_not_strand_a_join() {
-    join_processed_side_by_side(Some("repeatable read")).await;
+    join_processed_side_by_side(
+        Some("repeatable read"),
+        (Processing::Function, Processing::Function),
+    )
+    .await;
+    join_processed_side_by_side(
+        Some("repeatable read"),
+        (Processing::Engine, Processing::Engine),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_task_whose_last_steps_are_processed_side_by_side_finishes() {
-    let (_database, pool, (mut first, second)) = orchestrators(two_leaves(), None).await;
-    let task = two_results_waiting(&mut first, "leaves", "two_leaves").await;
-    process_side_by_side(&pool, (first, second)).await;
-    assert_complete(&mut pool.acquire().await.unwrap(), task).await;
+    for by in [
+        (Processing::Function, Processing::Function),
+        (Processing::Engine, Processing::Engine),
+    ] {
+        let (_database, pool, (mut first, second)) = orchestrators(two_leaves(), None).await;
+        let task = two_results_waiting(&mut first, "leaves", "two_leaves").await;
+        let taken = process_side_by_side(&pool, (first, second), by).await;
+        assert_eq!(
+            taken, 0,
+            "{by:?}: the second's plain statement took a changed task"
+        );
+        assert_complete(&mut pool.acquire().await.unwrap(), task).await;
+    }
 }

@@ -12,7 +12,9 @@
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use tasker_engine::database::connect_options;
-use tasker_engine::orchestration::{create_task, register_templates};
+use tasker_engine::orchestration::{
+    create_task, register_templates, Completed, COMPLETE_STEPS, RESULTS_SESSION,
+};
 use tasker_engine::testing::test_database;
 use tasker_engine::TaskRequest;
 use uuid::Uuid;
@@ -106,12 +108,29 @@ pub(crate) async fn claim_and_submit(tx: &mut PgConnection, namespace: &str, ste
     assert_eq!(accepted, vec![true; steps]);
 }
 
-/// As orchestration: processes the results waiting.
+/// As orchestration: processes the results waiting, as the result
+/// processor does (the plain completions in one statement, then the
+/// function for whatever that left).
 pub(crate) async fn process_results(tx: &mut PgConnection) {
-    sqlx::query("SELECT * FROM tasker.process_step_results(10)")
-        .fetch_all(tx)
+    process_results_by(tx, 10).await;
+}
+
+/// As [`process_results`], at most `batch` messages of each kind; returns
+/// what the plain statement did.
+pub(crate) async fn process_results_by(tx: &mut PgConnection, batch: i64) -> Completed {
+    let completed: Completed = sqlx::query_as(COMPLETE_STEPS)
+        .bind(batch)
+        .fetch_one(&mut *tx)
         .await
         .unwrap();
+    if completed.left() > 0 {
+        sqlx::query("SELECT * FROM tasker.process_step_results($1)")
+            .bind(batch as i32)
+            .fetch_all(tx)
+            .await
+            .unwrap();
+    }
+    completed
 }
 
 pub(crate) async fn assert_complete(tx: &mut PgConnection, task: Uuid) {
@@ -153,6 +172,12 @@ async fn a_task_reads_as_many_steps_in_a_full_database_as_in_an_empty_one() {
 
     // The hot path's connection: its plans are made here, on tiny tables.
     let mut hot = PgConnection::connect_with(&connect_options(&database.url).unwrap())
+        .await
+        .unwrap();
+    // with the result processor's settings, which its plain statement
+    // takes from the session
+    sqlx::query(RESULTS_SESSION)
+        .execute(&mut hot)
         .await
         .unwrap();
     // A fresh database is analyzed early (autovacuum, after its first

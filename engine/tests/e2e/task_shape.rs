@@ -7,7 +7,7 @@
 
 use sqlx::{Connection, PgConnection};
 use tasker_engine::database::connect_options;
-use tasker_engine::orchestration::register_templates;
+use tasker_engine::orchestration::{register_templates, RESULTS_SESSION};
 use tasker_engine::testing::test_database;
 
 use crate::plans::{
@@ -60,6 +60,11 @@ async fn a_middle_step_of_a_long_chain_reads_as_much_as_one_of_a_short_chain() {
     .await
     .unwrap();
     let mut conn = PgConnection::connect_with(&connect_options(&database.url).unwrap())
+        .await
+        .unwrap();
+    // the result processor's session settings (its plain statement's)
+    sqlx::query(RESULTS_SESSION)
+        .execute(&mut conn)
         .await
         .unwrap();
     // A first task of each, so that both are measured on warm plans.
