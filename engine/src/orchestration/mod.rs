@@ -25,7 +25,7 @@ use crate::config::OrchestrationConfig;
 use crate::database;
 use crate::queue::{Wakeups, STEP_RESULTS_QUEUE};
 use crate::telemetry::spawn_named;
-pub use results::{Completed, COMPLETE_STEPS, SESSION as RESULTS_SESSION};
+pub use results::{process_results, Completed, Processed, SESSION as RESULTS_SESSION};
 pub use tasks::{create_task, create_task_as, TaskCreated, TaskRequest};
 pub use templates::register_templates;
 

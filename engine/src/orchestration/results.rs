@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +18,7 @@ use crate::state::TaskState;
 
 /// The plain completions of a batch, taken in one statement (its header
 /// says when a task is left to `tasker.process_step_results`).
-pub const COMPLETE_STEPS: &str = include_str!("../../sql/statements/complete_steps.sql");
+const COMPLETE_STEPS: &str = include_str!("../../sql/statements/complete_steps.sql");
 
 /// The result processor's session: what the hot-path functions set for
 /// themselves, which [`COMPLETE_STEPS`], a plain statement, takes from
@@ -41,6 +42,41 @@ impl Completed {
     pub fn left(&self) -> i32 {
         self.looked_at - self.taken
     }
+}
+
+/// One batch of results processed ([`process_results`]).
+#[derive(Debug)]
+pub struct Processed {
+    pub completed: Completed,
+    /// The function's rows, when it ran.
+    evaluated: Vec<Evaluated>,
+}
+
+/// Processes a batch of at most `batch` result messages on `conn`: the
+/// plain completions in one statement, then, only when that left messages
+/// (other results, retries, tasks it could not decide), the function,
+/// which takes any message. Two transactions: what the first committed is
+/// not taken again.
+pub async fn process_results(
+    conn: &mut PgConnection,
+    batch: i32,
+) -> Result<Processed, sqlx::Error> {
+    let completed = sqlx::query_as::<_, Completed>(COMPLETE_STEPS)
+        .bind(i64::from(batch))
+        .fetch_one(&mut *conn)
+        .await?;
+    let evaluated = if completed.left() == 0 {
+        Vec::new()
+    } else {
+        sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1)")
+            .bind(batch)
+            .fetch_all(conn)
+            .await?
+    };
+    Ok(Processed {
+        completed,
+        evaluated,
+    })
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -69,7 +105,10 @@ impl ResultProcessor {
         let mut outage = Outage::default();
         loop {
             let drained = match self.process_batch().await {
-                Ok((completed, evaluated)) => {
+                Ok(Processed {
+                    completed,
+                    evaluated,
+                }) => {
                     outage.recovered("processing step results");
                     tracing::debug!(
                         taken = completed.taken,
@@ -115,27 +154,11 @@ impl ResultProcessor {
         }
     }
 
-    /// A batch: its plain completions in one statement, then, only when
-    /// that left messages (other results, retries, tasks it could not
-    /// decide), the function, which takes any message. Two transactions:
-    /// what the first committed is not taken again.
     #[tracing::instrument(name = "process_step_results", level = "debug", skip_all)]
-    async fn process_batch(&mut self) -> Result<(Completed, Vec<Evaluated>), sqlx::Error> {
+    async fn process_batch(&mut self) -> Result<Processed, sqlx::Error> {
         let batch = self.config.result_batch_size;
-        let completed = sqlx::query_as::<_, Completed>(COMPLETE_STEPS)
-            .bind(i64::from(batch))
-            .fetch_one(self.connection.connection().await?)
-            .await;
-        let completed = self.connection.checked(completed)?;
-        if completed.left() == 0 {
-            return Ok((completed, Vec::new()));
-        }
-        let evaluated =
-            sqlx::query_as::<_, Evaluated>("SELECT * FROM tasker.process_step_results($1)")
-                .bind(batch)
-                .fetch_all(self.connection.connection().await?)
-                .await;
-        Ok((completed, self.connection.checked(evaluated)?))
+        let processed = process_results(self.connection.connection().await?, batch).await;
+        self.connection.checked(processed)
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use tasker_engine::database::connect_options;
 use tasker_engine::orchestration::{
-    create_task, register_templates, Completed, COMPLETE_STEPS, RESULTS_SESSION,
+    self, create_task, register_templates, Completed, RESULTS_SESSION,
 };
 use tasker_engine::testing::test_database;
 use tasker_engine::TaskRequest;
@@ -109,28 +109,18 @@ pub(crate) async fn claim_and_submit(tx: &mut PgConnection, namespace: &str, ste
 }
 
 /// As orchestration: processes the results waiting, as the result
-/// processor does (the plain completions in one statement, then the
-/// function for whatever that left).
+/// processor does.
 pub(crate) async fn process_results(tx: &mut PgConnection) {
     process_results_by(tx, 10).await;
 }
 
 /// As [`process_results`], at most `batch` messages of each kind; returns
 /// what the plain statement did.
-pub(crate) async fn process_results_by(tx: &mut PgConnection, batch: i64) -> Completed {
-    let completed: Completed = sqlx::query_as(COMPLETE_STEPS)
-        .bind(batch)
-        .fetch_one(&mut *tx)
+pub(crate) async fn process_results_by(tx: &mut PgConnection, batch: i32) -> Completed {
+    orchestration::process_results(tx, batch)
         .await
-        .unwrap();
-    if completed.left() > 0 {
-        sqlx::query("SELECT * FROM tasker.process_step_results($1)")
-            .bind(batch as i32)
-            .fetch_all(tx)
-            .await
-            .unwrap();
-    }
-    completed
+        .unwrap()
+        .completed
 }
 
 pub(crate) async fn assert_complete(tx: &mut PgConnection, task: Uuid) {
