@@ -6,6 +6,7 @@
 -- Custom SQLSTATEs (mapped to Rust errors in state.rs):
 --   TK001 illegal transition   TK002 state mismatch (CAS lost)
 --   TK003 unknown task/step    TK004 unknown template
+--   TK005 a plain submit declined (worker_queues.sql, tasker.decline_submit)
 
 -- Current state of a task / step: its row's `state`.
 -- PL/pgSQL, not SQL: a state lookup as a LANGUAGE sql function cannot be

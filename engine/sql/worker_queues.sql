@@ -109,6 +109,20 @@ BEGIN
     RETURN 'failed';
 END $$;
 
+-- The refusal of a worker's plain submit (statements/submit_results.sql):
+-- raised when an entry of its batch is not its step's current claim, so
+-- that statement changes nothing and the submitter sends the batch to the
+-- queue's submit_ function, which refuses such entries one by one.
+CREATE OR REPLACE FUNCTION tasker.decline_submit(p_entries integer, p_recorded integer)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% of % results are not their step''s current claim',
+        p_entries - p_recorded, p_entries
+        USING ERRCODE = 'TK005',
+              HINT = 'the submitter sends the batch to tasker.submit_<queue>, which refuses them';
+END $$;
+
 -- Its earlier name, when it also wrote a claim function.
 DROP FUNCTION IF EXISTS tasker.worker_queue_functions_0005_sql(text);
 

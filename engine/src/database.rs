@@ -124,6 +124,14 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
         })
 }
 
+/// The session of a hot loop that sends plain statements (the result
+/// processor's `complete_steps`, the submitter's `submit_results`): what
+/// the hot-path functions set for themselves, which a plain statement
+/// takes from its session (engine/sql/README.md says why each).
+pub const HOT_PATH_SESSION: &str =
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), \
+     set_config('enable_seqscan', 'off', false), set_config('jit', 'off', false)";
+
 /// A connection that one hot loop keeps for itself, out of its pool.
 ///
 /// sqlx 0.8 pings every connection that goes back to its pool (in a task

@@ -25,7 +25,7 @@ use crate::config::OrchestrationConfig;
 use crate::database;
 use crate::queue::{Wakeups, STEP_RESULTS_QUEUE};
 use crate::telemetry::spawn_named;
-pub use results::{process_results, Completed, Processed, SESSION as RESULTS_SESSION};
+pub use results::{process_results, Completed, Processed};
 pub use tasks::{create_task, create_task_as, TaskCreated, TaskRequest};
 pub use templates::register_templates;
 
@@ -79,7 +79,7 @@ impl Orchestrator {
             ));
         }
         let processor = results::ResultProcessor {
-            connection: database::Dedicated::with_session(pool, results::SESSION),
+            connection: database::Dedicated::with_session(pool, database::HOT_PATH_SESSION),
             wakeup: wakeups.channel(STEP_RESULTS_QUEUE),
             config,
             shutdown: shutdown.clone(),

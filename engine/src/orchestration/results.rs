@@ -20,12 +20,6 @@ use crate::state::TaskState;
 /// says when a task is left to `tasker.process_step_results`).
 const COMPLETE_STEPS: &str = include_str!("../../sql/statements/complete_steps.sql");
 
-/// The result processor's session: what the hot-path functions set for
-/// themselves, which [`COMPLETE_STEPS`], a plain statement, takes from
-/// its session (engine/sql/README.md says why each).
-pub const SESSION: &str = "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), \
-     set_config('enable_seqscan', 'off', false), set_config('jit', 'off', false)";
-
 /// What [`COMPLETE_STEPS`] did.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Completed {

@@ -23,7 +23,7 @@ pub mod handler;
 mod results;
 
 pub use dispatch::Completion;
-pub use results::result_json;
+pub use results::{result_json, submit_results};
 
 use std::sync::Arc;
 
@@ -181,7 +181,7 @@ impl Worker {
             dispatcher.run(dispatch_rx),
         ));
         let submitter = results::Submitter {
-            connection: database::Dedicated::new(pool),
+            connection: database::Dedicated::with_session(pool, database::HOT_PATH_SESSION),
             batch_size: config.result_batch_size.max(1),
             shutdown: shutdown.clone(),
         };

@@ -14,6 +14,7 @@ use super::dispatch::Completion;
 use super::HandlerError;
 use crate::database::{is_data_error, Dedicated, Outage};
 use crate::queue;
+use sqlx::PgConnection;
 
 pub(crate) struct Submitter {
     pub connection: Dedicated,
@@ -94,17 +95,53 @@ impl Submitter {
     /// One statement for the batch; returns the steps whose result was
     /// refused (their claim was taken over).
     async fn send(&mut self, queue: &str, batch: &[Completion]) -> Result<Vec<Uuid>, sqlx::Error> {
-        let sql = format!(
-            "SELECT workflow_step_uuid FROM {}($1) WHERE NOT accepted",
-            queue::queue_function("submit", queue)
-        );
         let results = Value::Array(batch.iter().map(result_json).collect());
-        let refused = sqlx::query_scalar(&sql)
-            .bind(results)
-            .fetch_all(self.connection.connection().await?)
-            .await;
+        let connection = self.connection.connection().await?;
+        let refused = submit_results(connection, queue, &results).await;
         self.connection.checked(refused)
     }
+}
+
+/// The plain statement that records a batch of one queue's results when
+/// every one is its step's current claim (its header says the rest).
+const SUBMIT_RESULTS: &str = include_str!("../../sql/statements/submit_results.sql");
+
+/// Records `results` (the entries [`result_json`] writes) of `queue`'s
+/// steps; returns the steps whose result was refused. The plain statement
+/// first; when it declines (an entry is not its step's current claim:
+/// TK005, nothing changed), the queue's `submit_` function, which refuses
+/// such entries one by one. Run on a connection with
+/// [`HOT_PATH_SESSION`](crate::database::HOT_PATH_SESSION), outside a
+/// transaction of the caller's (a declined statement aborts it).
+pub async fn submit_results(
+    connection: &mut PgConnection,
+    queue: &str,
+    results: &Value,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let statement = SUBMIT_RESULTS.replace("{QUEUE}", &queue.replace('"', "\"\""));
+    let recorded = sqlx::query(&statement)
+        .bind(results)
+        .execute(&mut *connection)
+        .await;
+    match recorded {
+        Ok(_) => Ok(Vec::new()),
+        Err(error) if declined(&error) => {
+            let sql = format!(
+                "SELECT workflow_step_uuid FROM {}($1) WHERE NOT accepted",
+                queue::queue_function("submit", queue)
+            );
+            sqlx::query_scalar(&sql)
+                .bind(results)
+                .fetch_all(connection)
+                .await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The plain statement declined the batch (TK005): nothing was changed.
+fn declined(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("TK005"))
 }
 
 /// A result the database cannot store, replaced by a permanent failure

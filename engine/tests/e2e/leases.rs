@@ -12,6 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tasker_engine::database::HOT_PATH_SESSION;
+use tasker_engine::worker::submit_results;
 use tasker_engine::{
     Embedded, HandlerError, HandlerRegistry, StepContext, StepHandler, StepState, TaskState,
     TaskTemplate,
@@ -63,14 +65,24 @@ async fn claim_after_lease(pool: &PgPool, worker: &str) -> Option<(i64, i32, Uui
     claim_as(pool, worker).await
 }
 
+/// One result submitted as the worker submits it: the worker's plain
+/// statement, and the queue's function when that declines. Accepted?
 async fn submit(pool: &PgPool, step: Uuid, msg_id: i64, token: Uuid, result: Value) -> bool {
     let results = json!([{
         "step_uuid": step, "msg_id": msg_id, "claim_token": token, "success": true,
         "result": result, "error": null, "execution_time_us": 10, "worker_id": "test",
     }]);
-    sqlx::query_scalar(&format!("SELECT accepted FROM {SUBMIT}($1)"))
-        .bind(results)
-        .fetch_one(pool)
+    submit_as_worker(pool, &results).await.is_empty()
+}
+
+/// `results` submitted as the worker submits them; the steps refused.
+async fn submit_as_worker(pool: &PgPool, results: &Value) -> Vec<Uuid> {
+    let mut connection = pool.acquire().await.unwrap().detach();
+    sqlx::query(HOT_PATH_SESSION)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    submit_results(&mut connection, "worker_leases_queue", results)
         .await
         .unwrap()
 }
@@ -268,15 +280,14 @@ async fn batches_of_claims_and_results_hold_one_claim_and_one_result_per_step() 
             "result": result, "error": null, "execution_time_us": 10, "worker_id": "test",
         })
     };
-    let accepted: Vec<bool> = sqlx::query_scalar(&format!("SELECT accepted FROM {SUBMIT}($1)"))
-        .bind(json!([
-            entry(Uuid::nil(), json!("forged")),
-            entry(token, json!("real"))
-        ]))
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(accepted, [false, true]);
+    // The worker's plain statement declines the batch (an entry is not the
+    // step's claim) and changes nothing; the function refuses the forged
+    // entry and records the real one.
+    let results = json!([
+        entry(Uuid::nil(), json!("forged")),
+        entry(token, json!("real"))
+    ]);
+    assert_eq!(submit_as_worker(&pool, &results).await, [step]);
     assert_eq!(queue_len(&pool).await, 0);
     assert_eq!(audit(&pool, step).await, [(1, true, None)]);
     assert_eq!(

@@ -11,11 +11,10 @@
 
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
-use tasker_engine::database::connect_options;
-use tasker_engine::orchestration::{
-    self, create_task, register_templates, Completed, RESULTS_SESSION,
-};
+use tasker_engine::database::{connect_options, HOT_PATH_SESSION};
+use tasker_engine::orchestration::{self, create_task, register_templates, Completed};
 use tasker_engine::testing::test_database;
+use tasker_engine::worker::submit_results;
 use tasker_engine::TaskRequest;
 use uuid::Uuid;
 
@@ -98,14 +97,12 @@ pub(crate) async fn claim_and_submit(tx: &mut PgConnection, namespace: &str, ste
             })
         })
         .collect();
-    let accepted: Vec<bool> = sqlx::query_scalar(&format!(
-        r#"SELECT accepted FROM tasker."submit_worker_{namespace}_queue"($1)"#
-    ))
-    .bind(serde_json::Value::from(results))
-    .fetch_all(tx)
-    .await
-    .unwrap();
-    assert_eq!(accepted, vec![true; steps]);
+    // as the worker submits them (its plain statement)
+    let queue = format!("worker_{namespace}_queue");
+    let refused = submit_results(tx, &queue, &serde_json::Value::from(results))
+        .await
+        .unwrap();
+    assert_eq!(refused, Vec::<Uuid>::new());
 }
 
 /// As orchestration: processes the results waiting, as the result
@@ -166,7 +163,7 @@ async fn a_task_reads_as_many_steps_in_a_full_database_as_in_an_empty_one() {
         .unwrap();
     // with the result processor's settings, which its plain statement
     // takes from the session
-    sqlx::query(RESULTS_SESSION)
+    sqlx::query(HOT_PATH_SESSION)
         .execute(&mut hot)
         .await
         .unwrap();

@@ -6,8 +6,8 @@
 //! 16-step chain and of the 4-step linear chain.
 
 use sqlx::{Connection, PgConnection};
-use tasker_engine::database::connect_options;
-use tasker_engine::orchestration::{register_templates, RESULTS_SESSION};
+use tasker_engine::database::{connect_options, HOT_PATH_SESSION};
+use tasker_engine::orchestration::register_templates;
 use tasker_engine::testing::test_database;
 
 use crate::plans::{
@@ -63,7 +63,7 @@ async fn a_middle_step_of_a_long_chain_reads_as_much_as_one_of_a_short_chain() {
         .await
         .unwrap();
     // the result processor's session settings (its plain statement's)
-    sqlx::query(RESULTS_SESSION)
+    sqlx::query(HOT_PATH_SESSION)
         .execute(&mut conn)
         .await
         .unwrap();
