@@ -12,8 +12,9 @@
 //! A claimer takes a permit for every step it claims, so no more than
 //! `concurrency` handlers run at once and nothing is claimed that cannot
 //! start. A claim and a batch of results are each one statement (the
-//! queue's `tasker.claim_<queue>` / `tasker.submit_<queue>`, in
-//! engine/sql/worker_queues.sql); the step's message
+//! queue's `tasker.claim_<queue>`, in engine/sql/worker_queues.sql; the
+//! plain statement engine/sql/statements/submit_results.sql, or the
+//! queue's `tasker.submit_<queue>` when that declines); the step's message
 //! is deleted in the same transaction that records its result.
 
 pub mod batch;
