@@ -126,22 +126,31 @@ fn database(
 ) -> anyhow::Result<()> {
     let mut cpu = String::new();
     record.findings = summary::findings(profile);
-    if let Some(perf_data) = &profile.perf_data {
-        let backends = perf::fold(perf_data)?;
-        folded(a, &backends, record)?;
-        cpu = format!(
-            "#### CPU of the engine's backends (perf; {})\n\n{}",
-            symbols::postgres_symbols(),
-            record.tables
-        );
-        // `[postgres]` and the like are code perf could not name (a
-        // stripped binary's static functions): nothing to act on.
-        record.findings.extend(
-            time_findings(&backends, a.profiled.steps, source, 5, 0)
-                .into_iter()
-                .filter(|f| !f.what.starts_with("function `["))
-                .take(3),
-        );
+    let backends = profile.perf_data.as_deref().map(perf::fold).transpose()?;
+    match backends {
+        Some(backends) if backends.total_samples() == 0 => {
+            cpu = "#### CPU of the engine's backends (perf)\n\nperf recorded no sample of the \
+                   engine's backends: the run was too short for its sampling rate; profile \
+                   more tasks."
+                .to_string();
+        }
+        Some(backends) => {
+            folded(a, &backends, record)?;
+            cpu = format!(
+                "#### CPU of the engine's backends (perf; {})\n\n{}",
+                symbols::postgres_symbols(),
+                record.tables
+            );
+            // `[postgres]` and the like are code perf could not name (a
+            // stripped binary's static functions): nothing to act on.
+            record.findings.extend(
+                time_findings(&backends, a.profiled.steps, source, 5, 0)
+                    .into_iter()
+                    .filter(|f| !f.what.starts_with("function `["))
+                    .take(3),
+            );
+        }
+        None => {}
     }
     record.tables = [summary::tables(profile, a.top), cpu]
         .into_iter()

@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 pub struct Recording {
@@ -37,6 +39,33 @@ impl Recording {
             .spawn()
             .with_context(|| format!("starting {tool}"))?;
         Ok(Self { child, tool, files })
+    }
+
+    /// Waits until the recorder has written the start of its recording:
+    /// `perf record` writes its file's header once its events are open on
+    /// the processes, so what runs after this is recorded from its start
+    /// (a short window was otherwise over before perf had attached). An
+    /// error with the recorder's messages when it exits first, or after
+    /// `timeout`.
+    pub async fn started(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let begun = Instant::now();
+        loop {
+            let written = std::fs::metadata(&self.files[0]).map_or(0, |m| m.len());
+            if written > 0 {
+                return Ok(());
+            }
+            if self.child.try_wait()?.is_some() {
+                let mut stderr = String::new();
+                if let Some(pipe) = self.child.stderr.as_mut() {
+                    pipe.read_to_string(&mut stderr).await?;
+                }
+                bail!("{} exited before recording: {}", self.tool, stderr.trim());
+            }
+            if begun.elapsed() > timeout {
+                bail!("{} did not start recording within {timeout:?}", self.tool);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops recording and returns the recording; an error with the

@@ -5,7 +5,7 @@
 //! backends) start; after the tasks everything is read again and the
 //! difference is the tasks' [`DatabaseProfile`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -154,7 +154,7 @@ impl Probe {
         };
         let backends = engine_backends(&admin, &targets.database).await?;
         let mut notes = Vec::new();
-        let perf = match perf::record(&backends, &targets.perf_data) {
+        let perf = match record_backends(&backends, &targets.perf_data).await {
             Ok(recording) => Some(recording),
             Err(why) => {
                 notes.push(format!("no CPU profile of the backends: {why:#}"));
@@ -294,6 +294,16 @@ fn plans(
 
 /// The backends of the engine's sessions (its pools name themselves
 /// `tasker`) on `database`.
+/// How long perf may take to attach to the backends.
+const PERF_START: Duration = Duration::from_secs(10);
+
+/// perf recording the backends, once it has attached to them.
+async fn record_backends(backends: &[u32], output: &Path) -> anyhow::Result<Recording> {
+    let mut recording = perf::record(backends, output)?;
+    recording.started(PERF_START).await?;
+    Ok(recording)
+}
+
 async fn engine_backends(pool: &PgPool, database: &str) -> anyhow::Result<Vec<u32>> {
     let pids: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tasker'",
