@@ -35,8 +35,18 @@ pub fn worker_queue(namespace: &str) -> String {
 /// `submit`, `send`), made by `tasker.create_worker_queue` with static SQL
 /// so their plans are cached. Quoted as PostgreSQL's `%I` would.
 pub fn queue_function(prefix: &str, queue: &str) -> String {
-    let name = format!("{prefix}_{queue}").replace('"', "\"\"");
-    format!("tasker.\"{name}\"")
+    format!("tasker.{}", quoted(&format!("{prefix}_{queue}")))
+}
+
+/// The SQL name of a queue's pgmq table (`pgmq.q_<queue>`), quoted as
+/// PostgreSQL's `%I` would.
+pub fn queue_table(queue: &str) -> String {
+    format!("pgmq.{}", quoted(&format!("q_{queue}")))
+}
+
+/// An identifier in double quotes, its own double quotes doubled.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A LISTEN connection that survives its connection: when the connection
@@ -202,7 +212,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_functions_are_quoted_like_format_i() {
+    fn queue_functions_and_tables_are_quoted_like_format_i() {
         assert_eq!(
             queue_function("claim", "worker_linear_queue"),
             r#"tasker."claim_worker_linear_queue""#
@@ -210,6 +220,10 @@ mod tests {
         assert_eq!(
             queue_function("submit", r#"worker_a"b_queue"#),
             r#"tasker."submit_worker_a""b_queue""#
+        );
+        assert_eq!(
+            queue_table(r#"worker_a"b_queue"#),
+            r#"pgmq."q_worker_a""b_queue""#
         );
     }
 }

@@ -1,6 +1,6 @@
 -- A worker's hot path for its results: a batch of results of one worker
 -- queue recorded by one plain statement, sent by the result submitter
--- (worker/results.rs), which writes the queue into `pgmq."q_{QUEUE}"`.
+-- (worker/results.rs), which writes the queue's table for `{QUEUE_TABLE}`.
 -- $1: the entries, as tasker.submit_<queue> takes them (a JSON array of
 -- objects: step_uuid, msg_id, claim_token, success, result, error,
 -- execution_time_us, worker_id).
@@ -39,7 +39,7 @@ WITH entries AS (
                success boolean, result jsonb, error jsonb, execution_time_us bigint,
                worker_id text)
 ), taken AS (
-    DELETE FROM pgmq."q_{QUEUE}" q
+    DELETE FROM {QUEUE_TABLE} q
      WHERE q.msg_id = ANY (ARRAY(SELECT e.msg_id FROM entries e))
     RETURNING q.msg_id
 ), recorded AS (

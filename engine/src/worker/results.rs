@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sqlx::PgConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -14,7 +15,6 @@ use super::dispatch::Completion;
 use super::HandlerError;
 use crate::database::{is_data_error, Dedicated, Outage};
 use crate::queue;
-use sqlx::PgConnection;
 
 pub(crate) struct Submitter {
     pub connection: Dedicated,
@@ -118,7 +118,7 @@ pub async fn submit_results(
     queue: &str,
     results: &Value,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let statement = SUBMIT_RESULTS.replace("{QUEUE}", &queue.replace('"', "\"\""));
+    let statement = SUBMIT_RESULTS.replace("{QUEUE_TABLE}", &queue::queue_table(queue));
     let recorded = sqlx::query(&statement)
         .bind(results)
         .execute(&mut *connection)

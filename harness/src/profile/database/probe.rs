@@ -292,8 +292,6 @@ fn plans(
     Ok(summaries)
 }
 
-/// The backends of the engine's sessions (its pools name themselves
-/// `tasker`) on `database`.
 /// How long perf may take to attach to the backends.
 const PERF_START: Duration = Duration::from_secs(10);
 
@@ -304,6 +302,8 @@ async fn record_backends(backends: &[u32], output: &Path) -> anyhow::Result<Reco
     Ok(recording)
 }
 
+/// The backends of the engine's sessions (its pools name themselves
+/// `tasker`) on `database`.
 async fn engine_backends(pool: &PgPool, database: &str) -> anyhow::Result<Vec<u32>> {
     let pids: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tasker'",
