@@ -15,15 +15,20 @@
 //! `(total(2n) - total(n)) / n` is the count of one iteration. The result
 //! is the mean of iterations `n+1..=2n`, rounded to a whole instruction.
 //!
-//! How exact (measured with valgrind 3.19): both workloads repeat to the
-//! instruction, run after run. (`template_parse` used to vary by a few
-//! instructions in 1.5 million: template validation indexed steps in a std
-//! `HashMap`, whose SipHash keys come from the OS per process; it is a
-//! `BTreeMap` now. Keep hashed maps with random seeds out of these
-//! workloads.) Iterations are not all alike (the allocator's state
-//! evolves), so the mean moves by up to ~0.1% with `n`: counts are
-//! comparable at the same `n` only, and stored counts say which `n` they
-//! used.
+//! How exact (measured with valgrind 3.19): `result_serialize` repeats to
+//! the instruction, run after run; `template_parse` within a few dozen
+//! instructions in 2.8 million (hash probes). Hashed maps with random
+//! seeds in a workload move the count: they change the order in which
+//! blocks are freed, and glibc malloc's cost depends on that order.
+//! Template validation indexed steps in a std `HashMap` (a `BTreeMap` now),
+//! and `jsonschema`'s check of a template's `input_schema` keeps hash sets
+//! seeded at random per process (`ahash`, not ours to change), which made
+//! `template_parse` vary by 1.4% from process to process, past the gate's
+//! tolerance about one run in six. So the workload binary allocates from
+//! an arena that never frees (`engine/benches/instructions.rs`), where an
+//! allocation costs the same whatever was freed before. Iterations are not
+//! all alike, so the mean moves with `n`: counts are comparable at the same
+//! `n` only, and stored counts say which `n` they used.
 //!
 //! Nor may they depend on where the checkout is: the workload binary has
 //! its inputs compiled in and takes the workload from the environment
