@@ -304,22 +304,52 @@ impl RunResult {
 pub struct FloorRatio {
     pub p50: f64,
     pub p99: f64,
+    /// The 95% bootstrap interval of the P50 ratio (both scenarios' samples
+    /// resampled), when both runs kept their samples: whether a run's
+    /// ratio is within a bar, or only its point estimate is.
+    pub p50_interval: Option<(f64, f64)>,
 }
+
+/// Resamples of [`FloorRatio::p50_interval`], and their seed (the same
+/// samples give the same interval, run to run).
+const RATIO_RESAMPLES: usize = 2_000;
+const RATIO_SEED: u64 = 0x5EED_F100;
 
 impl FloorRatio {
     /// `scenario`'s P50 and P99 over `floor`'s; None without both latency
     /// runs (or with a zero floor).
     pub fn of(scenario: &ScenarioResult, floor: &ScenarioResult) -> Option<Self> {
-        let (s, f) = (
-            &scenario.latency.as_ref()?.summary,
-            &floor.latency.as_ref()?.summary,
-        );
+        let (s, f) = (scenario.latency.as_ref()?, floor.latency.as_ref()?);
         let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
         Some(Self {
-            p50: ratio(s.p50_us, f.p50_us)?,
-            p99: ratio(s.p99_us, f.p99_us)?,
+            p50: ratio(s.summary.p50_us, f.summary.p50_us)?,
+            p99: ratio(s.summary.p99_us, f.summary.p99_us)?,
+            p50_interval: median_ratio_interval(&s.samples_us, &f.samples_us),
         })
     }
+}
+
+/// The 95% percentile-bootstrap interval of median(`a`) / median(`b`),
+/// each resampled on its own; None when either is empty or a resampled
+/// median of `b` is zero.
+fn median_ratio_interval(a: &[u64], b: &[u64]) -> Option<(f64, f64)> {
+    use crate::compare::stats::{bootstrap_interval, median_in_place, resample_into, SeededRng};
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let to_f64 = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let (a, b) = (to_f64(a), to_f64(b));
+    let mut rng = SeededRng::new(RATIO_SEED);
+    let (mut ra, mut rb) = (Vec::with_capacity(a.len()), Vec::with_capacity(b.len()));
+    let mut zero = false;
+    let interval = bootstrap_interval(RATIO_RESAMPLES, 0.95, || {
+        resample_into(&mut rng, &a, &mut ra);
+        resample_into(&mut rng, &b, &mut rb);
+        let below = median_in_place(&mut rb);
+        zero |= below <= 0.0;
+        median_in_place(&mut ra) / below
+    });
+    (!zero).then_some(interval)
 }
 
 impl ServerTimings {
@@ -477,5 +507,22 @@ mod tests {
             "{text}"
         );
         assert_eq!(serde_json::from_str::<RunResult>(&text).unwrap(), run);
+    }
+
+    #[test]
+    fn the_ratio_of_medians_has_a_bootstrap_interval_around_it() {
+        // The engine's samples twice the floor's, with the same spread.
+        let floor: Vec<u64> = (0..400).map(|i| 4_000 + (i * 37) % 1_000).collect();
+        let engine: Vec<u64> = floor.iter().map(|us| us * 2).collect();
+        let (low, high) = median_ratio_interval(&engine, &floor).unwrap();
+        assert!(low < 2.0 && 2.0 < high, "[{low}, {high}]");
+        assert!(high - low < 0.3, "[{low}, {high}]");
+        // Seeded: the same samples, the same interval.
+        assert_eq!(median_ratio_interval(&engine, &floor), Some((low, high)));
+        // Fewer samples, a wider interval.
+        let (l, h) = median_ratio_interval(&engine[..40], &floor[..40]).unwrap();
+        assert!(h - l > high - low, "[{l}, {h}] against [{low}, {high}]");
+        assert_eq!(median_ratio_interval(&engine, &[]), None);
+        assert_eq!(median_ratio_interval(&engine, &[0, 0, 0]), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::report::format_ratio;
+use crate::report::{format_ratio, format_ratio_interval};
 use crate::result::{FloorRatio, RunResult};
 
 fn ms(us: u64) -> f64 {
@@ -171,11 +171,15 @@ fn floor_block(run: &RunResult) -> String {
                 (false, None) => "-",
             };
             let times = |r: Option<f64>| r.map_or("-".to_string(), format_ratio);
+            let interval = ratio
+                .and_then(|r| r.p50_interval)
+                .map_or("-".to_string(), format_ratio_interval);
             Some(format!(
-                "{:<18} {:<18} {:>10} {:>10} {:>11}",
+                "{:<18} {:<18} {:>10} {:>16} {:>10} {:>11}",
                 s.name,
                 floor_name,
                 times(ratio.map(|r| r.p50)),
+                interval,
                 times(ratio.map(|r| r.p99)),
                 implied.map_or("-".to_string(), |us| format!("{:.2}", ms_f(us)))
             ))
@@ -190,14 +194,15 @@ fn floor_block(run: &RunResult) -> String {
     let _ = writeln!(
         out,
         "against the floor: P50 and P99 over those of the floor scenario of the same template \
-         (this run; a scenario's latency tasks interleaved with its floor's);\nimplied floor: \
+         (this run; a scenario's latency tasks interleaved with its floor's), with the P50 \
+         ratio's 95% bootstrap interval;\nimplied floor: \
          commits × commit + statements × round trip, a task, one after another (an upper \
          estimate)"
     );
     let _ = writeln!(
         out,
-        "{:<18} {:<18} {:>10} {:>10} {:>11}",
-        "scenario", "floor", "P50 ×floor", "P99 ×floor", "implied ms"
+        "{:<18} {:<18} {:>10} {:>16} {:>10} {:>11}",
+        "scenario", "floor", "P50 ×floor", "95% interval", "P99 ×floor", "implied ms"
     );
     for row in rows {
         let _ = writeln!(out, "{row}");
@@ -277,17 +282,21 @@ mod tests {
             let us = run.server_timings.unwrap().implied_floor_us(s).unwrap();
             format!("{:.2}", us / 1000.0)
         };
+        let (low, high) = ratio.p50_interval.expect("both runs kept their samples");
         assert_eq!(
             cells("linear"),
             [
                 "linear".to_string(),
                 "floor_linear".into(),
                 format_ratio(ratio.p50),
+                format!("[{},", format_ratio(low)),
+                format!("{}]", format_ratio(high)),
                 format_ratio(ratio.p99),
                 implied(linear)
             ]
         );
         assert!((1.9..=2.1).contains(&ratio.p50), "{ratio:?}");
+        assert!(low <= ratio.p50 && ratio.p50 <= high, "{ratio:?}");
         // The cluster runs the same template: measured against it too.
         assert_eq!(cells("cluster")[1], "floor_linear");
         // The floor itself, and a template without a floor.

@@ -6,7 +6,9 @@
 //! `markdown/detail.rs`). Formatting only: the analysis is in the parent
 //! module.
 
-use super::{format_ratio, goals, published_p50, PlotLink, TASKER_PUBLISHED};
+use super::{
+    format_ratio, format_ratio_interval, goals, published_p50, PlotLink, TASKER_PUBLISHED,
+};
 use crate::result::{FloorRatio, RunResult, ScenarioResult};
 
 mod detail;
@@ -175,7 +177,7 @@ fn against_the_floor(run: &RunResult) -> Vec<String> {
     }
     let mut md = section("## Against the floor", Some(intro));
     md.extend(table_head(
-        "scenario|floor|P50 ms|floor P50 ms|P50 × floor|P99 ms|floor P99 ms|P99 × floor|implied floor ms",
+        "scenario|floor|P50 ms|floor P50 ms|P50 × floor|95% interval|P99 ms|floor P99 ms|P99 × floor|implied floor ms",
     ));
     for s in shown {
         let floor = run.floor_of(s);
@@ -195,6 +197,11 @@ fn against_the_floor(run: &RunResult) -> Vec<String> {
             cell(own.map(|x| ms(x.p50_us as f64))),
             cell(of_floor.map(|x| ms(x.p50_us as f64))),
             cell(ratio.map(|r| format_ratio(r.p50))),
+            cell(
+                ratio
+                    .and_then(|r| r.p50_interval)
+                    .map(format_ratio_interval),
+            ),
             cell(own.map(|x| ms(x.p99_us as f64))),
             cell(of_floor.map(|x| ms(x.p99_us as f64))),
             cell(ratio.map(|r| format_ratio(r.p99))),

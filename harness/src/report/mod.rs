@@ -246,8 +246,11 @@ fn floor_goal(run: &RunResult) -> Goal {
     Goal {
         goal: "linear P50 within 1.3× its floor (same run)",
         measured: measured.map(|(s, floor, ratio)| {
+            let interval = ratio
+                .p50_interval
+                .map_or(String::new(), |i| format!(" {}", format_ratio_interval(i)));
             format!(
-                "{} ({} {:.2} ms, {} {:.2} ms)",
+                "{}{interval} ({} {:.2} ms, {} {:.2} ms)",
                 format_ratio(ratio.p50),
                 s.name,
                 ms_of(s),
@@ -269,6 +272,11 @@ fn ms_of(s: &ScenarioResult) -> f64 {
 /// A ratio to the floor as shown everywhere: `2.31×`.
 pub fn format_ratio(ratio: f64) -> String {
     format!("{ratio:.2}×")
+}
+
+/// A ratio's interval, as `[1.66×, 1.79×]`.
+pub fn format_ratio_interval((low, high): (f64, f64)) -> String {
+    format!("[{}, {}]", format_ratio(low), format_ratio(high))
 }
 
 fn p50_goal(run: &RunResult, goal: &'static str, template: &str, limit_us: u64) -> Goal {

@@ -557,8 +557,12 @@ fn markdown_shows_each_scenario_against_its_floor_and_the_server_timings() {
     );
     assert_eq!(cells[3], ms(floor.latency.as_ref().unwrap().summary.p50_us));
     assert_eq!(cells[4], format_ratio(ratio.p50));
-    assert_eq!(cells[7], format_ratio(ratio.p99));
-    assert_eq!(cells[8], format!("{:.2}", implied / 1000.0));
+    assert_eq!(
+        cells[5],
+        format_ratio_interval(ratio.p50_interval.expect("samples kept"))
+    );
+    assert_eq!(cells[8], format_ratio(ratio.p99));
+    assert_eq!(cells[9], format!("{:.2}", implied / 1000.0));
     assert!((3.8..=4.2).contains(&ratio.p50), "{ratio:?}");
     // Another topology of the template is measured against the same floor.
     assert_eq!(row_cells(section, "cluster")[1], "floor_linear");
