@@ -104,10 +104,26 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
         // (a space in a value is escaped, as libpq's options say)
         ("default_transaction_isolation", "read\\ committed"),
     ]);
-    if settings.asynchronous_commit {
+    let asynchronous = settings.asynchronous_commit;
+    if asynchronous {
         options = options.options([("synchronous_commit", "off")]);
     }
     PgPoolOptions::new()
+        // Commits wait for the WAL flush even where the server's or the
+        // database's default says off: a task created, a result recorded, a
+        // step enqueued must survive a crash once the engine has said so.
+        // A stronger default (a synchronous standby's remote_apply) or
+        // `local` is the server's to keep. Only the claim pool commits
+        // asynchronously: a claim lost in a crash makes its message visible
+        // again, nothing more.
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                if !asynchronous {
+                    sqlx::query(DURABLE_COMMITS).execute(connection).await?;
+                }
+                Ok(())
+            })
+        })
         // sqlx pings a connection before every checkout by default: one
         // more round trip per statement on the hot path. A broken
         // connection fails its statement instead, and every hot-path loop
@@ -123,6 +139,11 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, Datab
             source,
         })
 }
+
+/// Run on each new connection of a pool that is not asynchronous: commits
+/// wait for the WAL flush unless the server asks for more.
+const DURABLE_COMMITS: &str = "SELECT set_config('synchronous_commit', 'on', false) \
+     WHERE current_setting('synchronous_commit') = 'off'";
 
 /// The session of a hot loop that sends plain statements (the result
 /// processor's `complete_steps`, the submitter's `submit_results`): what

@@ -101,3 +101,58 @@ async fn steps_give_no_connection_back_to_a_pool() {
     worker.shutdown().await;
     orchestrator.shutdown().await;
 }
+
+/// The engine's commits wait for the WAL flush whatever the database's
+/// default says, unless it asks for more; only the claim pool's do not.
+#[tokio::test]
+async fn commits_are_durable_whatever_the_database_default() {
+    let database = test_database().await.unwrap();
+    let setting = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let engine_pool = |asynchronous_commit| {
+        let url = database.url.clone();
+        async move {
+            database::connect(
+                &url,
+                &database::PoolSettings {
+                    asynchronous_commit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(connect_options(&database.url).unwrap())
+        .await
+        .unwrap();
+    for (default, durable) in [
+        ("off", "on"),
+        ("local", "local"),
+        ("remote_apply", "remote_apply"),
+    ] {
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{}\" SET synchronous_commit = '{default}'",
+            database.name
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
+        assert_eq!(
+            setting(engine_pool(false).await).await,
+            durable,
+            "database default {default}"
+        );
+        assert_eq!(
+            setting(engine_pool(true).await).await,
+            "off",
+            "the claim pool, database default {default}"
+        );
+    }
+}
