@@ -20,7 +20,7 @@ use crate::state::TaskState;
 /// says when a task is left to `tasker.process_step_results`).
 const COMPLETE_STEPS: &str = include_str!("../../sql/statements/complete_steps.sql");
 
-/// What [`COMPLETE_STEPS`] did.
+/// What the plain completions statement (`engine/sql/statements/complete_steps.sql`) did.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Completed {
     /// Messages looked at (at most the batch size).
