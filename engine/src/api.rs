@@ -7,13 +7,15 @@
 use std::sync::OnceLock;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -40,8 +42,8 @@ impl ApiState {
 
 pub fn app(state: ApiState) -> Router {
     let v1 = Router::new()
-        .route("/v1/tasks", post(create_task))
-        .route("/v1/tasks/{task_uuid}", get(get_task))
+        .route("/v1/tasks", post(create_task).delete(delete_finished_tasks))
+        .route("/v1/tasks/{task_uuid}", get(get_task).delete(delete_task))
         .route("/v1/tasks/{task_uuid}/workflow_steps", get(list_steps))
         .route("/v1/dlq", get(dead_letters))
         .route("/v1/dlq/{task_uuid}/retry", post(retry_dead_letter))
@@ -158,6 +160,9 @@ impl From<ClientError> for ApiError {
             ClientError::TaskNotFound(_) | ClientError::NotDeadLettered(_) => {
                 Self::NotFound(error.to_string())
             }
+            ClientError::NotFinished { .. } => {
+                Self::Rejected(StatusCode::CONFLICT, error.to_string())
+            }
             ClientError::Orchestration(OrchestrationError::UnknownTemplate(_)) => {
                 Self::Unprocessable(error.to_string(), Vec::new())
             }
@@ -204,6 +209,55 @@ async fn retry_dead_letter(
     let task = parse_uuid(&task)?;
     let task_state = state.client.retry_dead_letter(task).await?;
     Ok(Json(json!({"task_uuid": task, "state": task_state})).into_response())
+}
+
+async fn delete_task(
+    State(state): State<ApiState>,
+    Path(task): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = parse_uuid(&task)?;
+    state.client.delete_task(task).await?;
+    Ok(Json(json!({"task_uuid": task, "deleted": true})).into_response())
+}
+
+/// Most tasks one `DELETE /v1/tasks` deletes.
+const MAX_DELETE_LIMIT: i64 = 10_000;
+
+#[derive(Deserialize)]
+struct Retention {
+    finished_before: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `DELETE /v1/tasks?finished_before=<RFC 3339>&limit=<n>`: the oldest
+/// finished tasks, up to `limit` (default 1,000).
+async fn delete_finished_tasks(
+    State(state): State<ApiState>,
+    query: Result<Query<Retention>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(retention) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Some(before) = retention.finished_before else {
+        return Err(ApiError::BadRequest(
+            "finished_before is required: delete the tasks that finished before this time \
+             (RFC 3339, e.g. 2026-12-01T00:00:00Z)"
+                .into(),
+        ));
+    };
+    let before: DateTime<Utc> = DateTime::parse_from_rfc3339(&before)
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "finished_before '{before}' is not an RFC 3339 time ({e}), e.g. 2026-12-01T00:00:00Z"
+            ))
+        })?
+        .into();
+    let limit = retention.limit.unwrap_or(1_000);
+    if !(1..=MAX_DELETE_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit} is out of range: 1 to {MAX_DELETE_LIMIT}"
+        )));
+    }
+    let deleted = state.client.delete_finished_tasks(before, limit).await?;
+    Ok(Json(json!({"deleted": deleted.len(), "task_uuids": deleted})).into_response())
 }
 
 async fn list_steps(

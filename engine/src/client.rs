@@ -35,6 +35,11 @@ pub enum ClientError {
     },
     #[error("task {0} is not in the dead letters (see `tasker-cli dlq list`)")]
     NotDeadLettered(Uuid),
+    #[error(
+        "task {task} is {state}: only a finished task (complete, error, cancelled or \
+         resolved manually) can be deleted"
+    )]
+    NotFinished { task: Uuid, state: TaskState },
     #[error("the completion listener stopped")]
     ListenerGone,
     #[error(transparent)]
@@ -243,6 +248,44 @@ impl TaskerClient {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Delete a finished task with everything that is its own (steps,
+    /// edges, history, checkpoints, dead letter; `tasker.delete_tasks`).
+    /// A task that has not finished is left alone: its messages are still
+    /// on their way.
+    pub async fn delete_task(&self, task: Uuid) -> Result<(), ClientError> {
+        let deleted: Vec<Uuid> = sqlx::query_scalar("SELECT * FROM tasker.delete_tasks($1)")
+            .bind(vec![task])
+            .fetch_all(&self.pool)
+            .await?;
+        if deleted.is_empty() {
+            let state = self.task_state(task).await?;
+            return Err(ClientError::NotFinished { task, state });
+        }
+        Ok(())
+    }
+
+    /// Delete up to `limit` tasks that finished before `before` (oldest
+    /// first), as [`TaskerClient::delete_task`] does one; returns them.
+    /// Retention: run it again until it returns fewer than `limit`.
+    pub async fn delete_finished_tasks(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, ClientError> {
+        Ok(sqlx::query_scalar(
+            "SELECT * FROM tasker.delete_tasks(ARRAY(
+                 SELECT t.task_uuid FROM tasker.tasks t
+                  WHERE t.state IN ('complete', 'error', 'cancelled', 'resolved_manually')
+                    AND coalesce(t.completed_at, t.updated_at) < $1
+                  ORDER BY coalesce(t.completed_at, t.updated_at)
+                  LIMIT $2))",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn task_state(&self, task: Uuid) -> Result<TaskState, ClientError> {

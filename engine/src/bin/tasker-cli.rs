@@ -73,6 +73,24 @@ enum TaskCommand {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Delete a finished task with its steps and history; or, with
+    /// --finished-before, every task that finished before that time (in
+    /// calls of --limit tasks until none is left).
+    Delete {
+        #[arg(long, env = "TASKER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(
+            required_unless_present = "finished_before",
+            conflicts_with = "finished_before"
+        )]
+        task_uuid: Option<String>,
+        /// An RFC 3339 time, e.g. 2026-12-01T00:00:00Z.
+        #[arg(long)]
+        finished_before: Option<String>,
+        /// Tasks deleted a call (1 to 10,000).
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
     /// Show a task, and its steps with --steps.
     Get {
         #[arg(long, env = "TASKER_URL", default_value = "http://127.0.0.1:8080")]
@@ -145,6 +163,53 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot reach tasker-server at {url}"))?;
             print_response(response).await
         }
+        TaskCommand::Delete {
+            url,
+            task_uuid: Some(task_uuid),
+            ..
+        } => {
+            let response = http
+                .delete(format!("{url}/v1/tasks/{task_uuid}"))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+            print_response(response).await
+        }
+        TaskCommand::Delete {
+            url,
+            task_uuid: None,
+            finished_before,
+            limit,
+        } => {
+            let before = finished_before.context("--finished-before or a task UUID is needed")?;
+            let endpoint = reqwest::Url::parse_with_params(
+                &format!("{url}/v1/tasks"),
+                [
+                    ("finished_before", before.clone()),
+                    ("limit", limit.to_string()),
+                ],
+            )
+            .with_context(|| format!("--url {url} is not a URL"))?;
+            let mut total = 0;
+            loop {
+                let response = http
+                    .delete(endpoint.clone())
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+                let body = json_body(response).await?;
+                let deleted = body["deleted"].as_i64().unwrap_or(0);
+                total += deleted;
+                if deleted < limit {
+                    break;
+                }
+            }
+            println!(
+                "{}",
+                serde_json::json!({"deleted": total, "finished_before": before})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         TaskCommand::Get {
             url,
             task_uuid,
@@ -182,6 +247,13 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
 
 /// Print a successful body as pretty JSON; fail with the API's message.
 async fn print_response(response: reqwest::Response) -> anyhow::Result<ExitCode> {
+    let body = json_body(response).await?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A successful answer's JSON body; an error with the API's message.
+async fn json_body(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response
         .json()
@@ -191,6 +263,5 @@ async fn print_response(response: reqwest::Response) -> anyhow::Result<ExitCode>
         let message = body["error"]["message"].as_str().unwrap_or("no message");
         bail!("server answered {status}: {message}");
     }
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(ExitCode::SUCCESS)
+    Ok(body)
 }

@@ -292,3 +292,143 @@ async fn an_api_key_when_configured_is_required_on_v1_only() {
     );
     engine.shutdown().await;
 }
+
+/// Retention: a finished task is deleted with everything of its own, one
+/// by one or by the time it finished; an unfinished one is refused and
+/// kept; bad parameters are named.
+#[tokio::test]
+async fn finished_tasks_are_deleted_and_unfinished_ones_kept() {
+    let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
+    let router = app(ApiState::new(engine.client.clone()));
+    let mut finished = Vec::new();
+    for n in 0..3 {
+        let request = json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": {"even_number": 2 * n + 2}});
+        let (status, created) = call(&router, "POST", "/v1/tasks", Some(request)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let task: uuid::Uuid = created["task_uuid"].as_str().unwrap().parse().unwrap();
+        let state = engine
+            .client
+            .wait_for_completion(task, TASK_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(state, TaskState::Complete);
+        finished.push(task);
+    }
+    // The engine stops; the API goes on over a client of its own on the same
+    // database, where a task created now stays unfinished (no worker runs).
+    let options = engine.client.pool().connect_options().as_ref().clone();
+    engine.shutdown().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let client = tasker_engine::TaskerClient::new(pool.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let router = app(ApiState::new(client));
+    let unfinished: uuid::Uuid = sqlx::query_scalar(
+        "SELECT task_uuid FROM tasker.create_task('linear', 'linear_workflow', '1.0.0', \
+         '{\"even_number\": 100}', NULL)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let rows = |task: uuid::Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT (SELECT count(*) FROM tasker.tasks WHERE task_uuid = $1)
+                      + (SELECT count(*) FROM tasker.workflow_steps WHERE task_uuid = $1)
+                      + (SELECT count(*) FROM tasker.task_transitions WHERE task_uuid = $1)",
+            )
+            .bind(task)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    let (status, body) = call(&router, "DELETE", &format!("/v1/tasks/{unfinished}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only a finished task"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/tasks/{}", finished[0]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["deleted"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+    assert_eq!(rows(finished[0]).await, 0);
+    let (status, body) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/tasks/{}", finished[0]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    for (uri, named) in [
+        ("/v1/tasks", "finished_before is required"),
+        (
+            "/v1/tasks?finished_before=yesterday",
+            "'yesterday' is not an RFC 3339 time",
+        ),
+        (
+            "/v1/tasks?finished_before=2999-01-01T00:00:00Z&limit=0",
+            "limit 0 is out of range",
+        ),
+    ] {
+        let (status, body) = call(&router, "DELETE", uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{uri}: {message}");
+    }
+    // Nothing finished before 2000; then one at a time, then the rest.
+    let (_, body) = call(
+        &router,
+        "DELETE",
+        "/v1/tasks?finished_before=2000-01-01T00:00:00Z",
+        None,
+    )
+    .await;
+    assert_eq!(body["deleted"], 0, "{body}");
+    let (_, body) = call(
+        &router,
+        "DELETE",
+        "/v1/tasks?finished_before=2999-01-01T00:00:00Z&limit=1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        body["task_uuids"],
+        json!([finished[1]]),
+        "oldest first: {body}"
+    );
+    let (_, body) = call(
+        &router,
+        "DELETE",
+        "/v1/tasks?finished_before=2999-01-01T00:00:00Z",
+        None,
+    )
+    .await;
+    assert_eq!(body["task_uuids"], json!([finished[2]]), "{body}");
+    for &task in &finished {
+        assert_eq!(rows(task).await, 0, "task {task}");
+    }
+    assert!(rows(unfinished).await > 0, "the unfinished task is kept");
+    shutdown.cancel();
+}
