@@ -155,12 +155,7 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
                 serde_json::from_str(&context).context("--context is not valid JSON")?;
             let mut request = TaskRequest::new(&namespace, &name, &version, context);
             request.idempotency_key = idempotency_key;
-            let response = http
-                .post(format!("{url}/v1/tasks"))
-                .json(&request)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+            let response = send(http.post(format!("{url}/v1/tasks")).json(&request), &url).await?;
             print_response(response).await
         }
         TaskCommand::Delete {
@@ -168,11 +163,7 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
             task_uuid: Some(task_uuid),
             ..
         } => {
-            let response = http
-                .delete(format!("{url}/v1/tasks/{task_uuid}"))
-                .send()
-                .await
-                .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+            let response = send(http.delete(format!("{url}/v1/tasks/{task_uuid}")), &url).await?;
             print_response(response).await
         }
         TaskCommand::Delete {
@@ -192,11 +183,7 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--url {url} is not a URL"))?;
             let mut total = 0;
             loop {
-                let response = http
-                    .delete(endpoint.clone())
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+                let response = send(http.delete(endpoint.clone()), &url).await?;
                 let body = json_body(response).await?;
                 let deleted = body["deleted"].as_i64().unwrap_or(0);
                 total += deleted;
@@ -220,11 +207,7 @@ async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
             } else {
                 format!("{url}/v1/tasks/{task_uuid}")
             };
-            let response = http
-                .get(path)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach tasker-server at {url}"))?;
+            let response = send(http.get(path), &url).await?;
             print_response(response).await
         }
     }
@@ -238,11 +221,16 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             (url, http.post(format!("{url}/v1/dlq/{task_uuid}/retry")))
         }
     };
-    let response = request
+    let response = send(request, url).await?;
+    print_response(response).await
+}
+
+/// Send a request to tasker-server at `url`.
+async fn send(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<reqwest::Response> {
+    request
         .send()
         .await
-        .with_context(|| format!("cannot reach tasker-server at {url}"))?;
-    print_response(response).await
+        .with_context(|| format!("cannot reach tasker-server at {url}"))
 }
 
 /// Print a successful body as pretty JSON; fail with the API's message.

@@ -359,26 +359,16 @@ async fn finished_tasks_are_deleted_and_unfinished_ones_kept() {
             .contains("only a finished task"),
         "{body}"
     );
-    let (status, body) = call(
-        &router,
-        "DELETE",
-        &format!("/v1/tasks/{}", finished[0]),
-        None,
-    )
-    .await;
+    let first = format!("/v1/tasks/{}", finished[0]);
+    let delete_first = || call(&router, "DELETE", &first, None);
+    let (status, body) = delete_first().await;
     assert_eq!(
         (status, &body["deleted"]),
         (StatusCode::OK, &json!(true)),
         "{body}"
     );
     assert_eq!(rows(finished[0]).await, 0);
-    let (status, body) = call(
-        &router,
-        "DELETE",
-        &format!("/v1/tasks/{}", finished[0]),
-        None,
-    )
-    .await;
+    let (status, body) = delete_first().await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     for (uri, named) in [
