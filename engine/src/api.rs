@@ -221,7 +221,7 @@ async fn delete_task(
 }
 
 /// Most tasks one `DELETE /v1/tasks` deletes.
-const MAX_DELETE_LIMIT: i64 = 10_000;
+const MAX_DELETE_LIMIT: i32 = 10_000;
 
 #[derive(Deserialize)]
 struct Retention {
@@ -250,12 +250,15 @@ async fn delete_finished_tasks(
             ))
         })?
         .into();
-    let limit = retention.limit.unwrap_or(1_000);
-    if !(1..=MAX_DELETE_LIMIT).contains(&limit) {
+    let asked = retention.limit.unwrap_or(1_000);
+    let Some(limit) = i32::try_from(asked)
+        .ok()
+        .filter(|limit| (1..=MAX_DELETE_LIMIT).contains(limit))
+    else {
         return Err(ApiError::BadRequest(format!(
-            "limit {limit} is out of range: 1 to {MAX_DELETE_LIMIT}"
+            "limit {asked} is out of range: 1 to {MAX_DELETE_LIMIT}"
         )));
-    }
+    };
     let deleted = state.client.delete_finished_tasks(before, limit).await?;
     Ok(Json(json!({"deleted": deleted.len(), "task_uuids": deleted})).into_response())
 }

@@ -272,20 +272,15 @@ impl TaskerClient {
     pub async fn delete_finished_tasks(
         &self,
         before: DateTime<Utc>,
-        limit: i64,
+        limit: i32,
     ) -> Result<Vec<Uuid>, ClientError> {
-        Ok(sqlx::query_scalar(
-            "SELECT * FROM tasker.delete_tasks(ARRAY(
-                 SELECT t.task_uuid FROM tasker.tasks t
-                  WHERE t.state IN ('complete', 'error', 'cancelled', 'resolved_manually')
-                    AND coalesce(t.completed_at, t.updated_at) < $1
-                  ORDER BY coalesce(t.completed_at, t.updated_at)
-                  LIMIT $2))",
+        Ok(
+            sqlx::query_scalar("SELECT * FROM tasker.delete_tasks_finished_before($1, $2)")
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     pub async fn task_state(&self, task: Uuid) -> Result<TaskState, ClientError> {

@@ -7,7 +7,7 @@ use tasker_engine::api::{app, ApiState};
 use tasker_engine::TaskState;
 use tower::ServiceExt;
 
-use crate::{scenario, start, TASK_TIMEOUT};
+use crate::{finished, scenario, start, TASK_TIMEOUT};
 
 pub(crate) async fn call(
     router: &axum::Router,
@@ -300,19 +300,14 @@ async fn an_api_key_when_configured_is_required_on_v1_only() {
 async fn finished_tasks_are_deleted_and_unfinished_ones_kept() {
     let engine = start(&[scenario("linear_workflow")], tasker_scenarios::registry()).await;
     let router = app(ApiState::new(engine.client.clone()));
-    let mut finished = Vec::new();
+    let mut done = Vec::new();
     for n in 0..3 {
         let request = json!({"namespace": "linear", "name": "linear_workflow", "version": "1.0.0", "context": {"even_number": 2 * n + 2}});
         let (status, created) = call(&router, "POST", "/v1/tasks", Some(request)).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let task: uuid::Uuid = created["task_uuid"].as_str().unwrap().parse().unwrap();
-        let state = engine
-            .client
-            .wait_for_completion(task, TASK_TIMEOUT)
-            .await
-            .unwrap();
-        assert_eq!(state, TaskState::Complete);
-        finished.push(task);
+        assert_eq!(finished(&engine.client, task).await, TaskState::Complete);
+        done.push(task);
     }
     // The engine stops; the API goes on over a client of its own on the same
     // database, where a task created now stays unfinished (no worker runs).
@@ -359,7 +354,7 @@ async fn finished_tasks_are_deleted_and_unfinished_ones_kept() {
             .contains("only a finished task"),
         "{body}"
     );
-    let first = format!("/v1/tasks/{}", finished[0]);
+    let first = format!("/v1/tasks/{}", done[0]);
     let delete_first = || call(&router, "DELETE", &first, None);
     let (status, body) = delete_first().await;
     assert_eq!(
@@ -367,7 +362,7 @@ async fn finished_tasks_are_deleted_and_unfinished_ones_kept() {
         (StatusCode::OK, &json!(true)),
         "{body}"
     );
-    assert_eq!(rows(finished[0]).await, 0);
+    assert_eq!(rows(done[0]).await, 0);
     let (status, body) = delete_first().await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
@@ -403,11 +398,7 @@ async fn finished_tasks_are_deleted_and_unfinished_ones_kept() {
         None,
     )
     .await;
-    assert_eq!(
-        body["task_uuids"],
-        json!([finished[1]]),
-        "oldest first: {body}"
-    );
+    assert_eq!(body["task_uuids"], json!([done[1]]), "oldest first: {body}");
     let (_, body) = call(
         &router,
         "DELETE",
@@ -415,8 +406,8 @@ async fn finished_tasks_are_deleted_and_unfinished_ones_kept() {
         None,
     )
     .await;
-    assert_eq!(body["task_uuids"], json!([finished[2]]), "{body}");
-    for &task in &finished {
+    assert_eq!(body["task_uuids"], json!([done[2]]), "{body}");
+    for &task in &done {
         assert_eq!(rows(task).await, 0, "task {task}");
     }
     assert!(rows(unfinished).await > 0, "the unfinished task is kept");
