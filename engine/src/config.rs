@@ -91,6 +91,12 @@ pub struct WorkerConfig {
     pub completion_channel_capacity: usize,
     /// Most results submitted in one statement.
     pub result_batch_size: usize,
+    /// Complete the plain results (a step done that starts nothing of its
+    /// own) in the submit's transaction: enqueue the children they made
+    /// ready, finish a task whose steps are all done. Orchestration then
+    /// sees only the results that need it (failures, retries, decisions,
+    /// batches, a task another transaction holds).
+    pub complete_results: bool,
     pub fallback_poll_ms: u64,
     /// Added to every handler run: a knob for testing the regression gate
     /// (0 in production).
@@ -150,6 +156,7 @@ impl Default for WorkerConfig {
             claim_lease_margin_s: 5,
             completion_channel_capacity: 256,
             result_batch_size: 32,
+            complete_results: true,
             fallback_poll_ms: 5_000,
             injected_delay_us: 0,
         }

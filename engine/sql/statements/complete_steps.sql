@@ -48,11 +48,19 @@
 --
 -- Returns one row: the messages looked at, the messages taken (their
 -- steps completed), and the tasks that finished and steps enqueued.
+--
+-- A worker with worker.complete_results sends it too, in the transaction
+-- of its submit (engine/src/worker/results.rs), for the messages that
+-- submit just wrote: `picked` reads `q.msg_id = ANY ($1)` (an array of
+-- msg_ids) instead of the oldest visible messages, and `locked` skips a
+-- task another transaction holds (SKIP LOCKED) rather than wait for it
+-- while holding its steps; the messages of a task skipped or left are
+-- orchestration's, as any it leaves here. The two lines it changes are
+-- marked `-- worker:`.
 WITH picked AS (
     SELECT q.msg_id, tasker.as_uuid(q.message->>'step_uuid') AS step_uuid
       FROM pgmq.q_orchestration_step_results q
-     WHERE q.vt <= clock_timestamp()
-     ORDER BY q.msg_id LIMIT $1
+     WHERE q.vt <= clock_timestamp() ORDER BY q.msg_id LIMIT $1 -- worker: picked
        FOR UPDATE SKIP LOCKED
 ), plain AS (
     -- the plain completions among them, with their steps' tasks
@@ -68,7 +76,7 @@ WITH picked AS (
       FROM tasker.tasks t
      WHERE t.task_uuid = ANY (ARRAY(SELECT p.task_uuid FROM plain p))
      ORDER BY t.task_uuid
-       FOR NO KEY UPDATE
+       FOR NO KEY UPDATE -- worker: locked
 ), unchanged AS (
     -- the tasks whose newest version is the one the snapshot sees
     SELECT l.task_uuid, l.worker_queue

@@ -3,7 +3,10 @@
 -- (worker/results.rs), which writes the queue's table for `{QUEUE_TABLE}`.
 -- $1: the entries, as tasker.submit_<queue> takes them (a JSON array of
 -- objects: step_uuid, msg_id, claim_token, success, result, error,
--- execution_time_us, worker_id).
+-- execution_time_us, worker_id). $2: whether to wake orchestration; a
+-- submitter that completes its own results in the same transaction
+-- (complete_steps.sql, worker.complete_results) wakes it only for what
+-- it leaves, and reads the orchestration messages this returns.
 --
 -- It does what tasker.submit_<queue> does when every result reports on
 -- its step's current claim, the common case: the claims' messages
@@ -76,13 +79,14 @@ WITH entries AS (
     INSERT INTO pgmq.q_orchestration_step_results (vt, message)
     SELECT clock_timestamp(), jsonb_build_object('task_uuid', r.task_uuid, 'step_uuid', r.step)
       FROM recorded r
+    RETURNING msg_id
 )
 SELECT CASE WHEN c.recorded = c.entries THEN c.recorded
             ELSE tasker.decline_submit(c.entries::integer, c.recorded::integer) END AS recorded,
-       c.woken
+       c.woken, ARRAY(SELECT o.msg_id FROM to_orchestration o) AS messages
   FROM (SELECT (SELECT count(*) FROM entries) AS entries,
                (SELECT count(*) FROM recorded) AS recorded,
                -- orchestration woken once; a declined statement's
                -- notification is never sent (it goes at commit)
                (SELECT count(pg_notify('orchestration_step_results', ''))
-                  FROM (SELECT 1 FROM recorded LIMIT 1) one) AS woken) c
+                  FROM (SELECT 1 FROM recorded WHERE $2 LIMIT 1) one) AS woken) c

@@ -12,7 +12,7 @@
 
 pub mod input;
 pub mod maintenance;
-mod results;
+pub(crate) mod results;
 pub mod staleness;
 pub mod tasks;
 pub mod templates;

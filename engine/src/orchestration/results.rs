@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +19,33 @@ use crate::state::TaskState;
 /// The plain completions of a batch, taken in one statement (its header
 /// says when a task is left to `tasker.process_step_results`).
 const COMPLETE_STEPS: &str = include_str!("../../sql/statements/complete_steps.sql");
+
+/// `complete_steps.sql` as a worker sends it in its submit's transaction,
+/// for the orchestration messages that submit wrote (`$1`, an array of
+/// msg_ids): its two lines marked `-- worker:` replaced (the statement's
+/// header says why).
+pub(crate) static WORKER_COMPLETE_STEPS: LazyLock<String> =
+    LazyLock::new(|| for_worker(COMPLETE_STEPS));
+
+fn for_worker(statement: &str) -> String {
+    let mut replaced = 0;
+    let lines: Vec<&str> = statement
+        .lines()
+        .map(|line| {
+            if line.ends_with("-- worker: picked") {
+                replaced += 1;
+                "     WHERE q.msg_id = ANY ($1::bigint[])"
+            } else if line.ends_with("-- worker: locked") {
+                replaced += 1;
+                "       FOR NO KEY UPDATE SKIP LOCKED"
+            } else {
+                line
+            }
+        })
+        .collect();
+    assert_eq!(replaced, 2, "complete_steps.sql lost a `-- worker:` line");
+    lines.join("\n")
+}
 
 /// What the plain completions statement (`engine/sql/statements/complete_steps.sql`) did.
 #[derive(Debug, sqlx::FromRow)]
@@ -161,4 +188,19 @@ impl ResultProcessor {
 fn instant_of(at: DateTime<Utc>) -> Instant {
     let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
     Instant::now() + wait + Duration::from_millis(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_variant_picks_its_messages_and_skips_locked_tasks() {
+        let worker = &*WORKER_COMPLETE_STEPS;
+        assert!(worker.contains("WHERE q.msg_id = ANY ($1::bigint[])"));
+        assert!(worker.contains("FOR NO KEY UPDATE SKIP LOCKED"));
+        assert!(!worker.contains("LIMIT $1"));
+        assert!(COMPLETE_STEPS.contains("LIMIT $1"));
+        assert_eq!(worker.lines().count(), COMPLETE_STEPS.lines().count());
+    }
 }

@@ -24,7 +24,7 @@ pub mod handler;
 mod results;
 
 pub use dispatch::Completion;
-pub use results::{result_json, submit_results};
+pub use results::{result_json, submit_and_complete_results, submit_results};
 
 use std::sync::Arc;
 
@@ -184,6 +184,7 @@ impl Worker {
         let submitter = results::Submitter {
             connection: database::Dedicated::with_session(pool, database::HOT_PATH_SESSION),
             batch_size: config.result_batch_size.max(1),
+            complete: config.complete_results,
             shutdown: shutdown.clone(),
         };
         tasks.push(spawn_named(

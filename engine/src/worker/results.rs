@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -14,11 +14,15 @@ use uuid::Uuid;
 use super::dispatch::Completion;
 use super::HandlerError;
 use crate::database::{is_data_error, Dedicated, Outage};
+use crate::orchestration::results::{Completed, WORKER_COMPLETE_STEPS};
 use crate::queue;
 
 pub(crate) struct Submitter {
     pub connection: Dedicated,
     pub batch_size: usize,
+    /// Complete plain results in the submit's transaction
+    /// (`worker.complete_results`).
+    pub complete: bool,
     pub shutdown: CancellationToken,
 }
 
@@ -97,7 +101,11 @@ impl Submitter {
     async fn send(&mut self, queue: &str, batch: &[Completion]) -> Result<Vec<Uuid>, sqlx::Error> {
         let results = Value::Array(batch.iter().map(result_json).collect());
         let connection = self.connection.connection().await?;
-        let refused = submit_results(connection, queue, &results).await;
+        let refused = if self.complete {
+            submit_and_complete_results(connection, queue, &results).await
+        } else {
+            submit_results(connection, queue, &results).await
+        };
         self.connection.checked(refused)
     }
 }
@@ -118,25 +126,78 @@ pub async fn submit_results(
     queue: &str,
     results: &Value,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let statement = SUBMIT_RESULTS.replace("{QUEUE_TABLE}", &queue::queue_table(queue));
-    let recorded = sqlx::query(&statement)
+    let recorded = sqlx::query(&submit_statement(queue))
         .bind(results)
+        .bind(true)
         .execute(&mut *connection)
         .await;
     match recorded {
         Ok(_) => Ok(Vec::new()),
-        Err(error) if declined(&error) => {
-            let sql = format!(
-                "SELECT workflow_step_uuid FROM {}($1) WHERE NOT accepted",
-                queue::queue_function("submit", queue)
-            );
-            sqlx::query_scalar(&sql)
-                .bind(results)
-                .fetch_all(connection)
-                .await
-        }
+        Err(error) if declined(&error) => submit_one_by_one(connection, queue, results).await,
         Err(error) => Err(error),
     }
+}
+
+/// As [`submit_results`], and the plain completions among them taken in
+/// the same transaction (`complete_steps.sql` for the messages the submit
+/// wrote): a completed step's children are enqueued, or its task
+/// finished, without orchestration's commit, wake-up and round trip.
+/// Orchestration is woken only for the messages left (other results,
+/// tasks another transaction holds or changed). When the plain submit
+/// declines, the transaction is rolled back and the function records the
+/// batch for orchestration, as [`submit_results`] does.
+pub async fn submit_and_complete_results(
+    connection: &mut PgConnection,
+    queue: &str,
+    results: &Value,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut transaction = connection.begin().await?;
+    let submitted = sqlx::query(&submit_statement(queue))
+        .bind(results)
+        .bind(false)
+        .fetch_one(&mut *transaction)
+        .await;
+    let messages: Vec<i64> = match submitted {
+        Ok(row) => row.try_get("messages")?,
+        Err(error) if declined(&error) => {
+            transaction.rollback().await?;
+            return submit_one_by_one(connection, queue, results).await;
+        }
+        Err(error) => return Err(error),
+    };
+    let completed = sqlx::query_as::<_, Completed>(&WORKER_COMPLETE_STEPS)
+        .bind(&messages)
+        .fetch_one(&mut *transaction)
+        .await?;
+    if completed.left() > 0 {
+        sqlx::query("SELECT pg_notify('orchestration_step_results', '')")
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(Vec::new())
+}
+
+/// The submit statement for `queue`'s table.
+fn submit_statement(queue: &str) -> String {
+    SUBMIT_RESULTS.replace("{QUEUE_TABLE}", &queue::queue_table(queue))
+}
+
+/// The queue's `submit_` function, which refuses the entries that are not
+/// their step's current claim; returns those steps.
+async fn submit_one_by_one(
+    connection: &mut PgConnection,
+    queue: &str,
+    results: &Value,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let sql = format!(
+        "SELECT workflow_step_uuid FROM {}($1) WHERE NOT accepted",
+        queue::queue_function("submit", queue)
+    );
+    sqlx::query_scalar(&sql)
+        .bind(results)
+        .fetch_all(connection)
+        .await
 }
 
 /// The plain statement declined the batch (TK005): nothing was changed.

@@ -16,6 +16,7 @@ mod staleness;
 mod state_machine;
 mod task_shape;
 mod templates;
+mod worker_completion;
 
 use std::time::Duration;
 
