@@ -136,6 +136,10 @@ async fn alternate(
         Counters::read_settled(a.pool()),
         Counters::read_settled(b.pool())
     )?;
+    let (after_a, after_b) = tokio::join!(
+        after_a.with_commits_since(a.pool(), &before_a),
+        after_b.with_commits_since(b.pool(), &before_b)
+    );
     check_results(a.pool(), scenario, &tasks_a)
         .await
         .context("side A")?;

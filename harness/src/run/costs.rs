@@ -2,10 +2,15 @@
 //! before and after the measured tasks; the difference divided by the
 //! steps run.
 //!
-//! Statements, commits and WAL come from pg_stat_statements, which counts
-//! each statement the moment it ends: top-level calls (every hot-path
-//! statement is its own transaction), the calls of statements that wrote
-//! WAL (= commits that wrote), and the WAL they wrote. Rows written come
+//! Statements and WAL come from pg_stat_statements, which counts each
+//! statement the moment it ends: top-level calls (BEGIN and COMMIT
+//! included: each is a round trip) and the WAL they wrote. Commits are the
+//! commit records in the WAL between the two readings of the transactions
+//! that wrote this database (pg_walinspect): a transaction of several
+//! statements that write is one commit. Where
+//! pg_walinspect cannot be read (not installed, or the WAL already
+//! recycled), they are the calls of statements that wrote WAL, which
+//! counts each such statement of a longer transaction as one. Rows written come
 //! from pg_stat_user_tables, which backends publish lazily (when idle, at
 //! most once a second, or ten seconds later): that reading first waits for
 //! the idle engine's backends to publish. The harness's own statistics
@@ -38,9 +43,11 @@ pub(crate) const STATS_SETTLE: Duration = Duration::from_millis(11_000);
 /// Makes pg_stat_statements readable in this database, where the server
 /// loads it (without it, costs are simply not reported).
 pub async fn enable_statements(pool: &PgPool) {
-    let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(pool)
-        .await;
+    for extension in ["pg_stat_statements", "pg_walinspect"] {
+        let _ = sqlx::query(&format!("CREATE EXTENSION IF NOT EXISTS {extension}"))
+            .execute(pool)
+            .await;
+    }
 }
 
 impl Counters {
@@ -88,6 +95,41 @@ impl Counters {
             rows_written: Some(rows),
             ..Self::read(pool).await?
         })
+    }
+
+    /// These counters (read after `before`) with their commits counted from
+    /// the WAL's commit records since `before`: those of transactions that
+    /// wrote a block of a user relation of this database (other databases
+    /// of the server, an A/B run's other side or a floor interleaved with
+    /// its scenario, are left out, and so is autoanalyze). When
+    /// pg_walinspect cannot read them, left as pg_stat_statements counted
+    /// them.
+    pub async fn with_commits_since(mut self, pool: &PgPool, before: &Counters) -> Self {
+        let records: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            r"WITH r AS MATERIALIZED (
+                 SELECT xid, resource_manager, record_type, block_ref
+                   FROM pg_get_wal_records_info('0/0'::pg_lsn + $1::numeric,
+                                                '0/0'::pg_lsn + $2::numeric)
+             ), wrote AS (
+                 -- transactions that wrote a block of a user relation of
+                 -- this database (not a catalog's, as autoanalyze does)
+                 SELECT DISTINCT r.xid
+                   FROM r, regexp_matches(r.block_ref, ' rel \d+/(\d+)/(\d+)', 'g') m
+                  WHERE m[1]::oid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND m[2]::bigint >= 16384
+             )
+             SELECT count(*) FROM r
+              WHERE r.resource_manager = 'Transaction' AND r.record_type = 'COMMIT'
+                AND r.xid IN (SELECT w.xid FROM wrote w)",
+        )
+        .bind(before.wal_lsn_bytes)
+        .bind(self.wal_lsn_bytes)
+        .fetch_one(pool)
+        .await;
+        if let Ok(records) = records {
+            self.commits = before.commits + records;
+        }
+        self
     }
 
     /// These counters with the rows written of an earlier settled reading

@@ -101,6 +101,11 @@ impl<T> Samples<T> {
         &self.tasks
     }
 
+    /// The counters read before the measured tasks.
+    pub fn before(&self) -> &Counters {
+        &self.before
+    }
+
     /// The latency result, and the counters read before.
     pub fn finish(self) -> (LatencyResult, Counters) {
         (result(self.warmup, self.samples_us), self.before)

@@ -236,6 +236,7 @@ impl<'a> EngineLatency<'a> {
         result: &mut ScenarioResult,
     ) -> anyhow::Result<()> {
         let after = costs::Counters::read_settled(self.pool).await?;
+        let after = after.with_commits_since(self.pool, self.run.before()).await;
         let tasks = self.run.tasks();
         check_results(self.pool, scenario, tasks).await?;
         // Counted after the counters were read, so this query is no cost.

@@ -178,7 +178,10 @@ pub async fn run_rate(
         }
     })
     .await?;
-    let after = Counters::read(pool).await?;
+    let after = Counters::read(pool)
+        .await?
+        .with_commits_since(pool, &before)
+        .await;
     // The completed tasks' own steps, counted after the counters were read
     // (a batch task makes its batches' steps at run time).
     let steps = super::steps_of(pool, &outcomes.tasks).await?;

@@ -120,6 +120,7 @@ impl FloorSession {
     /// The latency and costs of the measured tasks, checked in the tables.
     pub async fn finish_latency(&mut self, latency: FloorLatency) -> anyhow::Result<()> {
         let after = Counters::read_settled(&self.pool).await?;
+        let after = after.with_commits_since(&self.pool, latency.before()).await;
         check(&self.pool, latency.tasks(), &self.dag).await?;
         let steps = latency.tasks().len() as u64 * self.dag.len() as u64;
         let (result, before) = latency.finish();
