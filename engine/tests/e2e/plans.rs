@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection};
 use tasker_engine::database::{connect_options, HOT_PATH_SESSION};
 use tasker_engine::orchestration::{self, create_task, register_templates, Completed};
 use tasker_engine::testing::test_database;
-use tasker_engine::worker::submit_results;
+use tasker_engine::worker::{submit_and_complete_results, submit_results};
 use tasker_engine::TaskRequest;
 use uuid::Uuid;
 
@@ -24,17 +24,40 @@ use crate::scenario;
 /// four steps, in their own namespace and queue).
 const FILLER_TASKS: usize = 500;
 
+/// Who completes a step's result: orchestration (the result processor's
+/// statements), or the worker in its submit's transaction
+/// (`worker.complete_results`).
+#[derive(Clone, Copy)]
+enum Completer {
+    Orchestration,
+    Worker,
+}
+
 /// Runs one linear task to completion through the hot path's functions
-/// (create, then claim, submit and process each step) in one transaction
+/// (create, then claim, submit and complete each step) in one transaction
 /// on `conn`, and returns the rows it read from the engine's tables and
 /// queues, in all and by table.
-async fn rows_read_by_one_task(conn: &mut PgConnection, n: i64) -> (i64, String) {
+async fn rows_read_by_one_task(
+    conn: &mut PgConnection,
+    n: i64,
+    completer: Completer,
+) -> (i64, String) {
     let mut tx = conn.begin().await.unwrap();
     let before = rows_read(&mut tx).await;
     let task = create_chain_task(&mut tx, "linear", "linear_workflow", n).await;
     for _ in 0..4 {
-        claim_and_submit_one(&mut tx, "linear").await;
-        process_results(&mut tx).await;
+        match completer {
+            Completer::Orchestration => {
+                claim_and_submit_one(&mut tx, "linear").await;
+                process_results(&mut tx).await;
+            }
+            Completer::Worker => {
+                let results = claim(&mut tx, "linear", 1).await;
+                submit_and_complete_results(&mut tx, "worker_linear_queue", &results)
+                    .await
+                    .unwrap();
+            }
+        }
     }
     assert_complete(&mut tx, task).await;
     let read = rows_read(&mut tx).await;
@@ -80,6 +103,16 @@ pub(crate) async fn claim_and_submit_one(tx: &mut PgConnection, namespace: &str)
 /// As a worker of `namespace`: claims the `steps` steps on its queue and
 /// submits their successes in one call.
 pub(crate) async fn claim_and_submit(tx: &mut PgConnection, namespace: &str, steps: usize) {
+    let results = claim(tx, namespace, steps).await;
+    // as the worker submits them (its plain statement)
+    let queue = format!("worker_{namespace}_queue");
+    let refused = submit_results(tx, &queue, &results).await.unwrap();
+    assert_eq!(refused, Vec::<Uuid>::new());
+}
+
+/// As a worker of `namespace`: claims the `steps` steps on its queue;
+/// returns their successes as the submitter sends them.
+async fn claim(tx: &mut PgConnection, namespace: &str, steps: usize) -> serde_json::Value {
     let claimed: Vec<(i64, Uuid, Uuid)> = sqlx::query_as(&format!(
         r#"SELECT msg_id, workflow_step_uuid, claim_token
              FROM tasker."claim_worker_{namespace}_queue"(30, 10, 'w')"#
@@ -97,12 +130,7 @@ pub(crate) async fn claim_and_submit(tx: &mut PgConnection, namespace: &str, ste
             })
         })
         .collect();
-    // as the worker submits them (its plain statement)
-    let queue = format!("worker_{namespace}_queue");
-    let refused = submit_results(tx, &queue, &serde_json::Value::from(results))
-        .await
-        .unwrap();
-    assert_eq!(refused, Vec::<Uuid>::new());
+    serde_json::Value::from(results)
 }
 
 /// As orchestration: processes the results waiting, as the result
@@ -147,6 +175,17 @@ pub(crate) async fn rows_read(tx: &mut PgConnection) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn a_task_reads_as_many_steps_in_a_full_database_as_in_an_empty_one() {
+    rows_read_as_the_tables_grow(Completer::Orchestration).await;
+}
+
+/// The same with the worker completing its results: its variant of the
+/// completion picks its messages and locks its tasks by key too.
+#[tokio::test]
+async fn a_task_its_worker_completes_reads_as_many_steps_in_a_full_database() {
+    rows_read_as_the_tables_grow(Completer::Worker).await;
+}
+
+async fn rows_read_as_the_tables_grow(completer: Completer) {
     let database = test_database().await.unwrap();
     let setup = tasker_engine::database::connect(&database.url, &Default::default())
         .await
@@ -170,11 +209,11 @@ async fn a_task_reads_as_many_steps_in_a_full_database_as_in_an_empty_one() {
     // A fresh database is analyzed early (autovacuum, after its first
     // changes): the statistics then say the
     // tables are tiny, and plans are made with them until the next ANALYZE.
-    rows_read_by_one_task(&mut hot, 0).await;
+    rows_read_by_one_task(&mut hot, 0, completer).await;
     sqlx::query("ANALYZE").execute(&setup).await.unwrap();
     let mut empty = (0, String::new());
     for n in 1..3 {
-        empty = rows_read_by_one_task(&mut hot, n).await;
+        empty = rows_read_by_one_task(&mut hot, n, completer).await;
     }
 
     for n in 0..FILLER_TASKS {
@@ -190,7 +229,7 @@ async fn a_task_reads_as_many_steps_in_a_full_database_as_in_an_empty_one() {
         .fetch_one(&setup)
         .await
         .unwrap();
-    let full = rows_read_by_one_task(&mut hot, 3).await;
+    let full = rows_read_by_one_task(&mut hot, 3, completer).await;
     assert!(
         full.0 <= empty.0 * 3 / 2,
         "one linear task read {} rows when the tables held a few tasks ({}) and {} when they \
