@@ -7,14 +7,14 @@
 //! included: each is a round trip) and the WAL they wrote. Commits are the
 //! commit records in the WAL between the two readings of the transactions
 //! that wrote this database (pg_walinspect): a transaction of several
-//! statements that write is one commit. Where
-//! pg_walinspect cannot be read (not installed, or the WAL already
-//! recycled), they are the calls of statements that wrote WAL, which
-//! counts each such statement of a longer transaction as one. Rows written come
-//! from pg_stat_user_tables, which backends publish lazily (when idle, at
-//! most once a second, or ten seconds later): that reading first waits for
-//! the idle engine's backends to publish. The harness's own statistics
-//! queries and orchestration's maintenance (VACUUM of the queues) are left out.
+//! statements that write is one commit. Where pg_walinspect cannot be read
+//! (not installed, or the WAL already recycled), they are the calls of
+//! statements that wrote WAL, which counts each such statement of a longer
+//! transaction as one. Rows written come from pg_stat_user_tables, which
+//! backends publish lazily (when idle, at most once a second, or ten
+//! seconds later): that reading first waits for the idle engine's backends
+//! to publish. The harness's own statistics queries and orchestration's
+//! maintenance (VACUUM of the queues) are left out.
 
 use std::time::Duration;
 
