@@ -78,11 +78,17 @@ pub(super) async fn prepare(args: &RunArgs) -> anyhow::Result<(Provisioned, RunP
         );
     }
     let options = ProvisionOptions {
-        // Per-step statement counts come from pg_stat_statements.
-        settings: vec![(
-            "shared_preload_libraries".into(),
-            "pg_stat_statements".into(),
-        )],
+        settings: vec![
+            // Per-step statement counts come from pg_stat_statements.
+            (
+                "shared_preload_libraries".into(),
+                "pg_stat_statements".into(),
+            ),
+            // Commits are counted from the WAL a measurement wrote
+            // (run/costs.rs): a checkpoint during it must not recycle the
+            // WAL's first segments, or the count falls back to statements.
+            ("wal_keep_size".into(), "1GB".into()),
+        ],
         ..ProvisionOptions::default()
     };
     let server = provision::provision(args.postgres, &options).await?;
